@@ -1,0 +1,116 @@
+"""`serve`: what SageMaker runs (`docker run IMAGE serve`).
+
+Starts the model server in its own process group, runs the front on the public
+port, and ties their lives together: when the server dies the container exits
+non-zero so SageMaker replaces it (C06); on SIGTERM both stop within the 30 s
+SageMaker allows and the container exits 0 (C02)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from aiohttp import web
+
+from . import settings as settings_mod
+from .front import Front
+
+log = logging.getLogger("byoc.serve")
+
+STOP_GRACE_S = 20  # backend's share of SageMaker's 30 s between SIGTERM and SIGKILL
+FRONT_DRAIN_S = 5
+
+
+def make_backend(flavor: str, settings):
+    if flavor == "torchserve":
+        from .torchserve import TorchServe
+        return TorchServe(settings)
+    if flavor == "triton":
+        from .triton import Triton
+        return Triton(settings)
+    raise SystemExit(f"serve: BYOC_FLAVOR={flavor!r} is not torchserve or triton")
+
+
+def _stop_process_group(proc: subprocess.Popen, grace_s: float) -> int:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            log.warning("server ignored SIGTERM for %.0f s; killing it", grace_s)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+async def supervise(flavor: str) -> int:
+    started = time.monotonic()
+    settings = settings_mod.from_env()
+    backend = make_backend(flavor, settings)
+    argv = backend.command()
+    log.info("starting %s: %s", backend.name, " ".join(argv))
+    proc = subprocess.Popen(argv, env={**os.environ, **backend.env()}, start_new_session=True)
+
+    front = Front(settings, backend)
+    runner = web.AppRunner(front.app(), access_log=None, shutdown_timeout=FRONT_DRAIN_S)
+    await runner.setup()
+    site = web.TCPSite(runner, "0.0.0.0", settings.port, reuse_address=True)
+    await site.start()
+    log.info("front listening on 0.0.0.0:%d (%.2f s after start)", settings.port,
+             time.monotonic() - started)
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    server_exit = loop.run_in_executor(None, proc.wait)
+    stop_wait = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({server_exit, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+
+    if server_exit in done:
+        front.backend_alive = False
+        code = proc.returncode
+        log.error("%s exited with code %s; stopping the container so SageMaker replaces it",
+                  backend.name, code)
+        await runner.cleanup()
+        return code if code else 1
+
+    log.info("SIGTERM: draining requests and stopping %s", backend.name)
+    await runner.cleanup()  # stops accepting, lets in-flight requests finish
+    code = await loop.run_in_executor(None, _stop_process_group, proc, STOP_GRACE_S)
+    log.info("%s stopped (code %s) %.1f s after SIGTERM", backend.name, code,
+             time.monotonic() - started)
+    return 0
+
+
+def main() -> int:
+    flavor = os.environ.get("BYOC_FLAVOR", "")
+    try:
+        level = settings_mod.from_env().log_level
+    except settings_mod.SettingsError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=level, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # no per-/ping lines (C16)
+    try:
+        return asyncio.run(supervise(flavor))
+    except settings_mod.SettingsError as exc:
+        log.error("%s", exc)
+        return 2
+    except RuntimeError as exc:  # model layout problems and the like: say what and exit 1
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""TorchServe behind the front. Everything TorchServe-specific at run time lives here,
+so the flavor can be replaced without touching the supervisor or the front.
+
+Security posture (see README "Security"): TorchServe's inference, management and
+metrics APIs all bind to 127.0.0.1; only the front is public. Token authorization
+is off because nothing outside the container can reach TorchServe's APIs, and
+SageMaker authenticates callers (SigV4) before traffic reaches the container.
+allowed_urls admits only .mar files in the two local model stores, and model
+registration through the API stays disabled (ShellTorch, CVE-2023-43654)."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from aiohttp import ClientSession
+
+from .front import Reply, error_reply
+from .settings import Settings
+
+MODEL_DIR = Path("/opt/ml/model")  # where SageMaker extracts ModelDataUrl
+BAKED_STORE = Path("/opt/byoc/model-store")  # the model built into the image
+WORK_DIR = Path("/tmp/byoc-torchserve")  # scratch; /opt/ml/model is read-only
+
+
+class ModelLayoutError(RuntimeError):
+    pass
+
+
+def find_model_store(model_dir: Path = MODEL_DIR, baked: Path = BAKED_STORE) -> Path:
+    """/opt/ml/model wins when it holds a .mar; else the model baked into the image."""
+    for store in (model_dir, baked):
+        if store.is_dir() and any(store.glob("*.mar")):
+            return store
+    raise ModelLayoutError(
+        f"no model: {model_dir} holds no .mar file and the image has no baked model "
+        "(built with --no-model). Point ModelDataUrl at a model.tar.gz made by "
+        "`python build.py package-model torchserve`.")
+
+
+def pick_model(store: Path, wanted: str | None) -> tuple[str, Path]:
+    mars = sorted(store.glob("*.mar"))
+    if wanted:
+        for mar in mars:
+            if mar.stem == wanted:
+                return wanted, mar
+        raise ModelLayoutError(f"BYOC_DEFAULT_MODEL_NAME={wanted!r} but {store} holds only "
+                               f"{', '.join(m.name for m in mars)}")
+    if len(mars) > 1:
+        raise ModelLayoutError(f"{store} holds {len(mars)} models "
+                               f"({', '.join(m.name for m in mars)}); set "
+                               "BYOC_DEFAULT_MODEL_NAME to the one to serve")
+    return mars[0].stem, mars[0]
+
+
+def mar_version(mar: Path) -> str:
+    try:
+        with zipfile.ZipFile(mar) as archive:
+            manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ModelLayoutError(f"{mar} is not a valid TorchServe model archive: {exc}") from None
+    return str(manifest.get("model", {}).get("modelVersion") or "1.0")
+
+
+class TorchServe:
+    name = "torchserve"
+
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None):
+        env = os.environ if env is None else env
+        self.settings = settings
+        self.store = find_model_store()
+        self.model, self.mar = pick_model(self.store, env.get("BYOC_DEFAULT_MODEL_NAME"))
+        self.version = mar_version(self.mar)
+        self.inference_port, self.management_port, self.metrics_port = \
+            settings.internal_ports(3)
+        self.batch_size = int(env.get("BYOC_BATCH_SIZE", "1"))
+        self.max_batch_delay_ms = int(env.get("BYOC_MAX_BATCH_DELAY_MS", "5"))
+        self.predict_url = (f"http://127.0.0.1:{self.inference_port}/predictions/"
+                            f"{self.model}")
+        self.describe_url = (f"http://127.0.0.1:{self.management_port}/models/"
+                             f"{self.model}")
+
+    def config_properties(self) -> str:
+        s = self.settings
+        # The front already refuses bodies over the limit; leave TorchServe a little room.
+        max_bytes = s.max_payload_bytes + 65536
+        models = {self.model: {self.version: {
+            "marName": self.mar.name,
+            "minWorkers": s.workers,
+            "maxWorkers": s.workers,
+            "batchSize": self.batch_size,
+            "maxBatchDelay": self.max_batch_delay_ms,
+            "responseTimeout": s.timeout_s,
+        }}}
+        store = str(self.store)
+        lines = {
+            "inference_address": f"http://127.0.0.1:{self.inference_port}",
+            "management_address": f"http://127.0.0.1:{self.management_port}",
+            "metrics_address": f"http://127.0.0.1:{self.metrics_port}",
+            "disable_token_authorization": "true",
+            "enable_model_api": "false",
+            "enable_envvars_config": "false",
+            "allowed_urls": f"^file://{store}/[^/]+\\\\.mar$",
+            "model_store": store,
+            "load_models": self.mar.name,
+            "models": json.dumps(models),
+            "default_workers_per_model": str(s.workers),
+            "default_response_timeout": str(s.timeout_s),
+            "max_request_size": str(max_bytes),
+            "max_response_size": str(max_bytes),
+            "install_py_dep_per_model": "false",
+            "disable_system_metrics": "true",
+            "job_queue_size": "256",
+        }
+        return "".join(f"{key}={value}\n" for key, value in lines.items())
+
+    def command(self) -> list[str]:
+        WORK_DIR.mkdir(parents=True, exist_ok=True)
+        config = WORK_DIR / "config.properties"
+        config.write_text(self.config_properties())
+        return ["torchserve", "--start", "--foreground", "--ncs", "--disable-token-auth",
+                "--ts-config", str(config), "--model-store", str(self.store)]
+
+    def env(self) -> dict[str, str]:
+        logs = WORK_DIR / "logs"
+        return {"LOG_LOCATION": str(logs), "METRICS_LOCATION": str(logs),
+                "TS_LOG_LEVEL": self.settings.log_level}
+
+    async def ready(self, session: ClientSession) -> tuple[bool, str]:
+        # TorchServe's own /ping says 200 before the model loads and while a worker
+        # crash-loops; a READY worker (whose handler ran its self-test) is the truth.
+        async with session.get(self.describe_url) as response:
+            if response.status != 200:
+                return False, f"model {self.model} not registered yet ({response.status})"
+            described = await response.json(content_type=None)
+        workers = described[0].get("workers", []) if described else []
+        states = [w.get("status") for w in workers]
+        if "READY" in states:
+            return True, "ready"
+        return False, f"no READY worker for {self.model} ({', '.join(states) or 'none'})"
+
+    async def invoke(self, session: ClientSession, body: bytes, content_type: str,
+                     headers: dict[str, str]) -> Reply:
+        async with session.post(self.predict_url, data=body,
+                                headers={"Content-Type": content_type, **headers}) as response:
+            raw = await response.read()
+            if response.status >= 400:
+                return error_reply(response.status, raw)
+            return Reply(response.status, raw,
+                         response.headers.get("Content-Type", "application/json"),
+                         dict(response.headers))

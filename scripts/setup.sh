@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One-time set-up, safe to re-run: changes only what is missing.
+#  1. a Docker engine that answers (installs Debian's docker.io and starts dockerd
+#     as root only when none answers; never a second dockerd beside a running one)
+#  2. the base images the templates name (pulled when possible, else bootstrapped
+#     offline with mmdebstrap + docker import under the same name)
+#  3. the Python environment (.venv) from the lock file
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '==> %s\n' "$*"; }
+DOCKER=${BYOC_DOCKER:-docker}
+command -v "$DOCKER" >/dev/null 2>&1 || DOCKER=/usr/bin/docker
+
+apt_install() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "ERROR need root to install $*; install them yourself or run as root" >&2
+        exit 1
+    fi
+    if [ -z "${APT_UPDATED:-}" ]; then apt-get update -q >/dev/null; APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+
+docker_answers() { "$DOCKER" info >/dev/null 2>&1; }
+
+# -- 1. Docker engine --------------------------------------------------------------
+if docker_answers; then
+    log "Docker engine answers: leaving it as it is"
+else
+    if ! command -v dockerd >/dev/null 2>&1; then
+        log "installing Debian's docker.io"
+        apt_install docker.io
+    fi
+    [ -x "$DOCKER" ] || DOCKER=/usr/bin/docker
+    if pgrep -x dockerd >/dev/null 2>&1; then
+        log "dockerd is running but not answering yet; waiting for it"
+    else
+        log "starting dockerd (log: /var/log/byoc-dockerd.log)"
+        nohup dockerd >/var/log/byoc-dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 150); do docker_answers && break; sleep 0.2; done
+    docker_answers || { echo "ERROR dockerd did not answer; see /var/log/byoc-dockerd.log" >&2; exit 1; }
+fi
+
+# -- 2. Python environment ---------------------------------------------------------
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    python3 -m venv .venv
+fi
+if ! cmp -s requirements.lock .venv/.byoc-lock 2>/dev/null; then
+    log "installing Python dependencies from requirements.lock"
+    .venv/bin/pip install -q -r requirements.lock
+    .venv/bin/pip install -q --no-deps -e .
+    cp requirements.lock .venv/.byoc-lock
+else
+    log "Python dependencies up to date"
+fi
+
+# -- 3. base images ----------------------------------------------------------------
+for image in $(.venv/bin/python -m byoc.baseimages); do
+    if "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
+        log "base image $image present"
+    elif timeout 120 "$DOCKER" pull -q "$image" >/dev/null 2>&1; then
+        log "pulled base image $image"
+    else
+        log "cannot pull $image: bootstrapping it offline"
+        scripts/bootstrap-base.sh "$image"
+    fi
+done
+log "setup done"
