@@ -58,9 +58,9 @@ def _prepare(spec: ImageSpec, options: BuildOptions, console: Console, scratch: 
     context_dir = options.work_dir / spec.name
     console.step(f"render {spec.name} -> {context_dir}")
     rendered = render_context(spec, context_dir, inputs.wheelhouse)
-    console.info(f"docker: {cli.binary} ({'buildx' if cli.buildx else 'classic, DOCKER_BUILDKIT=1'})"
-                 f"; CA bundle: {inputs.ca_cert or 'none'}; wheelhouse: "
-                 f"{inputs.wheelhouse or 'none'}"
+    mode = "buildx" if cli.buildx else "classic, DOCKER_BUILDKIT=1"
+    console.info(f"docker: {cli.binary} ({mode}); CA bundle: {inputs.ca_cert or 'none'}; "
+                 f"wheelhouse: {inputs.wheelhouse or 'none'}"
                  + ("; torch from the wheelhouse" if rendered.torch_from_wheelhouse else ""))
     return cli, rendered, inputs.secrets(scratch)
 

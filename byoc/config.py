@@ -83,7 +83,7 @@ def _pick(where: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 
 def _match(where: str, value: Any, pattern: re.Pattern, what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise _fail(where, f"{value!r} is not {what}")
     return value
 
@@ -152,8 +152,12 @@ def _image(where: str, data: Any, defaults: dict) -> ImageSpec:
     if not isinstance(tags, list) or not tags:
         raise _fail(f"{where}.tags", "must be a non-empty list")
     for i, tag in enumerate(tags):  # placeholders are checked expanded
-        validate_tag(f"{where}.tags[{i}]", tag.format(version="0.1.0", variant="cpu",
-                                                      flavor="triton"))
+        try:
+            expanded = tag.format(version="0.1.0", variant="cpu", flavor="triton")
+        except (AttributeError, KeyError, IndexError, ValueError):
+            raise _fail(f"{where}.tags[{i}]", f"{tag!r} is not a tag template; placeholders "
+                        "allowed: {version}, {variant}, {flavor}") from None
+        validate_tag(f"{where}.tags[{i}]", expanded)
     instances = merged.get("instance_types") or []
     for i, inst in enumerate(instances):
         _match(f"{where}.instance_types[{i}]", inst, _INSTANCE, "like ml.g5.xlarge")
@@ -162,7 +166,7 @@ def _image(where: str, data: Any, defaults: dict) -> ImageSpec:
         raise _fail(f"{where}.labels", "must be a mapping of label key to value")
     for key, value in labels.items():
         _match(f"{where}.labels key", key, _LABEL_KEY, "a lowercase dotted label key")
-        if not isinstance(value, str) or "\n" in value:
+        if not isinstance(value, str) or "\n" in value or "\r" in value:
             raise _fail(f"{where}.labels.{key}", "must be a one-line string")
     return ImageSpec(
         flavor=flavor,
@@ -186,9 +190,11 @@ def load(path: Path = DEFAULT_CONFIG) -> dict[str, ImageSpec]:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
-        raise ConfigError(f"images config not found: {path}") from None
+        raise ConfigError(f"images config not found: {path}",
+                          "pass --config PATH, or run from a byoc checkout") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"images config {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"images config {path} is not valid YAML: {exc}",
+                          "fix the YAML syntax at the line named") from None
     _only_keys("top level", data, {"defaults", "images"})
     defaults = data.get("defaults") or {}
     _only_keys("defaults", defaults, {"base_image", "python", "source", "tags", "labels"})
@@ -209,4 +215,5 @@ def select(specs: dict[str, ImageSpec], flavor: str, variant: str) -> ImageSpec:
     except KeyError:
         declared = ", ".join(sorted(specs)) or "none"
         raise ConfigError(f"no image {flavor}-{variant} in the images config "
-                          f"(declared: {declared})") from None
+                          f"(declared: {declared})",
+                          "add an entry to images/images.yaml or pick a declared one") from None

@@ -293,10 +293,12 @@ class Verifier:
         with self.container(env=env) as running:
             def bound():
                 ready = running.wait_ready(self.budget)
-                listening = listening_ports(running)
+                listening = listening_sockets(running)
                 stray = [p for p in listening if p != 9090 and not 9100 <= p <= 9110]
-                ok = 9090 in listening and not stray
-                return ok, (f"ready on 9090 after {ready:.2f}s; listening {sorted(listening)}; "
+                public = sorted(p for p, scope in listening.items() if scope == "public")
+                ok = public == [9090] and not stray
+                return ok, (f"ready on 9090 after {ready:.2f}s; public {public}; loopback "
+                            f"{sorted(p for p in listening if p not in public)}; "
                             f"outside 9100-9110: {stray or 'none'}")
 
             self.check("C03", "listens on SAGEMAKER_BIND_TO_PORT, others in the safe range",
@@ -359,6 +361,7 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
 
 LIST_PORTS = """
 ports = set()
+LOOPBACK = ('0100007F', '00000000000000000000000001000000')
 for table in ('/proc/net/tcp', '/proc/net/tcp6'):
     try:
         rows = open(table).read().splitlines()[1:]
@@ -367,16 +370,24 @@ for table in ('/proc/net/tcp', '/proc/net/tcp6'):
     for row in rows:
         fields = row.split()
         if fields[3] == '0A':  # LISTEN
-            ports.add(int(fields[1].rsplit(':', 1)[1], 16))
-print(' '.join(map(str, sorted(ports))))
+            addr, port = fields[1].rsplit(':', 1)
+            scope = 'loopback' if addr in LOOPBACK else 'public'
+            ports.add(f'{int(port, 16)}/{scope}')
+print(' '.join(sorted(ports)))
 """
 
 
-def listening_ports(running: launcher.Running) -> set[int]:
+def listening_sockets(running: launcher.Running) -> dict[int, str]:
+    """Listening TCP ports inside the container -> 'loopback' or 'public'."""
     result = running.container.exec_run(["python", "-c", LIST_PORTS])
     if result.exit_code != 0:
         raise ByocError(f"could not list ports: {result.output.decode()[:200]}")
-    return {int(p) for p in result.output.split()}
+    found: dict[int, str] = {}
+    for entry in result.output.decode().split():
+        port, scope = entry.split("/")
+        if found.get(int(port)) != "public":
+            found[int(port)] = scope
+    return found
 
 
 def verify(image: str, *, model_tar: Path | None = None, gpu: bool = False,

@@ -1,4 +1,6 @@
-"""The TorchServe flavor, build side. Its run-time twin is images/runtime/byoc_runtime/torchserve.py."""
+"""The TorchServe flavor, build side.
+
+Its run-time twin is images/runtime/byoc_runtime/torchserve.py."""
 
 from __future__ import annotations
 

@@ -60,13 +60,23 @@ def accepts(accept_header: str | None, offered: str) -> bool:
         return True
     major = offered.split("/", 1)[0]
     for part in accept_header.split(","):
-        kind, _, params = part.strip().partition(";")
-        kind = kind.strip().lower()
-        if "q=0" in params.replace(" ", "") and "q=0." not in params.replace(" ", ""):
+        kind, *params = (p.strip() for p in part.split(";"))
+        if _quality(params) <= 0:
             continue  # q=0 means "not this one"
-        if kind in ("*/*", f"{major}/*", offered):
+        if kind.lower() in ("*/*", f"{major}/*", offered):
             return True
     return False
+
+
+def _quality(params: list[str]) -> float:
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
 
 
 class Front:

@@ -30,15 +30,12 @@ class Settings:
 
     def internal_ports(self, count: int) -> list[int]:
         """Loopback ports for the server behind the front, inside the safe range if set."""
-        if self.safe_ports is None:
-            candidates = range(8081, 8100)
-        else:
-            candidates = range(self.safe_ports[0], self.safe_ports[1] + 1)
-        ports = [p for p in candidates if p != self.port][:count]
+        low, high = self.safe_ports or (8081, 8099)
+        ports = [p for p in range(low, high + 1) if p != self.port][:count]
         if len(ports) < count:
-            raise SettingsError(
-                f"SAGEMAKER_SAFE_PORT_RANGE {self.safe_ports[0]}-{self.safe_ports[1]} leaves "
-                f"fewer than {count} ports besides {self.port}; give a wider range")
+            where = "SAGEMAKER_SAFE_PORT_RANGE" if self.safe_ports else "the default port range"
+            raise SettingsError(f"{where} {low}-{high} leaves fewer than {count} ports "
+                                f"besides {self.port}; give a wider range")
         return ports
 
 
@@ -72,13 +69,13 @@ def _port_range(env: Mapping[str, str]) -> tuple[int, int] | None:
 def _log_level(env: Mapping[str, str]) -> str:
     # BYOC_LOG_LEVEL wins; SAGEMAKER_CONTAINER_LOG_LEVEL is what the SageMaker SDK sets
     # (a Python logging number such as 20).
-    raw = env.get("BYOC_LOG_LEVEL") or env.get("SAGEMAKER_CONTAINER_LOG_LEVEL") or "INFO"
-    raw = raw.strip().upper()
-    if raw.isdigit():
-        raw = logging.getLevelName(int(raw))
-    if raw not in LOG_LEVELS:
-        raise SettingsError(f"log level {raw!r} is not one of {', '.join(LOG_LEVELS)}")
-    return raw
+    name = "BYOC_LOG_LEVEL" if env.get("BYOC_LOG_LEVEL") else "SAGEMAKER_CONTAINER_LOG_LEVEL"
+    given = (env.get(name) or "INFO").strip()
+    level = logging.getLevelName(int(given)) if given.isdigit() else given.upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"{name}={given!r} is not one of {', '.join(LOG_LEVELS)} "
+                            "(or 10, 20, 30, 40)")
+    return level
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -90,12 +87,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         port=port,
         safe_ports=safe,
-        workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", int(env.get("BYOC_DEFAULT_WORKERS",
-                     "1")), 1, 64),
+        # BYOC_DEFAULT_* are baked into the image from images.yaml; SAGEMAKER_* override.
+        workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS",
+                     _int(env, "BYOC_DEFAULT_WORKERS", 1, 1, 64), 1, 64),
         timeout_s=_int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT",
-                       int(env.get("BYOC_DEFAULT_TIMEOUT_S", "50")), 1, 3600),
+                       _int(env, "BYOC_DEFAULT_TIMEOUT_S", 50, 1, 3600), 1, 3600),
         max_payload_bytes=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB",
-                               int(env.get("BYOC_DEFAULT_MAX_PAYLOAD_MB", "6")), 1, 1024)
+                               _int(env, "BYOC_DEFAULT_MAX_PAYLOAD_MB", 6, 1, 1024), 1, 1024)
         * 1024 * 1024,
         log_level=_log_level(env),
         accept_content_types=accept or ("application/json",),

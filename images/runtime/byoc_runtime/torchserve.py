@@ -73,8 +73,9 @@ class TorchServe:
         self.store = find_model_store()
         self.model, self.mar = pick_model(self.store, env.get("BYOC_DEFAULT_MODEL_NAME"))
         self.version = mar_version(self.mar)
-        self.inference_port, self.management_port, self.metrics_port = \
-            settings.internal_ports(3)
+        # TorchServe also opens two gRPC ports; they get loopback ports in the safe range too.
+        (self.inference_port, self.management_port, self.metrics_port,
+         self.grpc_inference_port, self.grpc_management_port) = settings.internal_ports(5)
         self.batch_size = int(env.get("BYOC_BATCH_SIZE", "1"))
         self.max_batch_delay_ms = int(env.get("BYOC_MAX_BATCH_DELAY_MS", "5"))
         self.predict_url = (f"http://127.0.0.1:{self.inference_port}/predictions/"
@@ -99,6 +100,10 @@ class TorchServe:
             "inference_address": f"http://127.0.0.1:{self.inference_port}",
             "management_address": f"http://127.0.0.1:{self.management_port}",
             "metrics_address": f"http://127.0.0.1:{self.metrics_port}",
+            "grpc_inference_address": "127.0.0.1",
+            "grpc_inference_port": str(self.grpc_inference_port),
+            "grpc_management_address": "127.0.0.1",
+            "grpc_management_port": str(self.grpc_management_port),
             "disable_token_authorization": "true",
             "enable_model_api": "false",
             "enable_envvars_config": "false",

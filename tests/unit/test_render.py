@@ -1,0 +1,398 @@
+"""byoc.render: golden Dockerfiles, inert user values, the build context, no secrets in
+layers, and the SageMaker labels.
+
+Regenerate the golden files after an intended template change:
+    BYOC_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_render.py
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from byoc import config, render
+from byoc.config import TorchSpec
+from byoc.errors import ConfigError
+from byoc.flavors import torchserve as torchserve_flavor
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
+SHIPPED = ("torchserve-cpu", "torchserve-gpu")
+ACCEPT_BIND_TO_PORT = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
+MULTI_MODELS = "com.amazonaws.sagemaker.capabilities.multi-models"
+TORCH_WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+
+# Shell and Dockerfile metacharacters a label or URL may legitimately carry.
+HOSTILE = [
+    "$(touch /pwned)",
+    "`touch /pwned`",
+    'say "hi" "',
+    "back\\slash\\",
+    "${HOME}",
+    'all: $(a) `b` "c" \\d ${HOME} \\$e $',
+]
+
+
+# -- reading a rendered Dockerfile ----------------------------------------------------------
+
+def instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) per instruction, continuation lines joined, comments dropped."""
+    result, pending = [], ""
+    for line in dockerfile.splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).strip().partition(" ")
+        result.append((keyword.upper(), args.strip()))
+        pending = ""
+    assert not pending, "Dockerfile ends inside a continuation"
+    return result
+
+
+def unquote(text: str) -> tuple[str, str]:
+    """Read a Dockerfile double-quoted word at the start of text (BuildKit's rules):
+    returns (value, rest). An unescaped $ would be expanded, so it fails the test."""
+    assert text.startswith('"'), text
+    out, i = [], 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            out.append(nxt if nxt in '"$\\' else ch + nxt)
+            i += 2
+        elif ch == '"':
+            return "".join(out), text[i + 1:]
+        elif ch == "$":
+            raise AssertionError(f"unescaped $ at {i} in {text!r}")
+        else:
+            out.append(ch)
+            i += 1
+    raise AssertionError(f"unterminated string: {text!r}")
+
+
+def key_values(args: str) -> dict[str, str]:
+    """LABEL/ENV arguments `k="v" k2=v2` to a dict; quoted values must close cleanly."""
+    pairs, rest = {}, args.strip()
+    while rest:
+        key, sep, rest = rest.partition("=")
+        assert sep and " " not in key.strip(), f"not a key=value pair: {args!r}"
+        if rest.startswith('"'):
+            value, rest = unquote(rest)
+            assert rest == "" or rest.startswith(" "), f"junk after a closing quote: {rest!r}"
+        else:
+            value, _, rest = rest.partition(" ")
+        pairs[key.strip()] = value
+        rest = rest.strip()
+    return pairs
+
+
+def labels_of(dockerfile: str) -> dict[str, str]:
+    found = [key_values(args) for kw, args in instructions(dockerfile) if kw == "LABEL"]
+    assert len(found) == 1
+    return found[0]
+
+
+def stages(dockerfile: str) -> dict[str, list[tuple[str, str]]]:
+    """Instructions grouped by build stage name (FROM ... AS name)."""
+    result: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for kw, args in instructions(dockerfile):
+        if kw == "FROM":
+            current = args.split()[-1]
+            result[current] = []
+        elif current is not None:
+            result[current].append((kw, args))
+    return result
+
+
+def pip_args(dockerfile: str, first: str) -> list[str]:
+    """The arguments of the pip-install.sh RUN whose first package starts with `first`,
+    as the shell will split them."""
+    for kw, args in instructions(dockerfile):
+        if kw == "RUN" and "pip-install.sh" in args:
+            tokens = shlex.split(args)
+            rest = tokens[tokens.index("/byoc-build/pip-install.sh") + 1:]
+            if rest[0].startswith(first):
+                return rest
+    raise AssertionError(f"no pip-install.sh RUN for {first}")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, config.ImageSpec]:
+    return config.load()
+
+
+@pytest.fixture
+def cpu(shipped) -> config.ImageSpec:
+    return shipped["torchserve-cpu"]
+
+
+# -- golden files ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_render_matches_golden_file(shipped, name):
+    actual = render.render_dockerfile(shipped[name])
+    golden = GOLDEN_DIR / f"{name}.Dockerfile"
+    if os.environ.get("BYOC_UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(actual)
+        return
+    expected = golden.read_text()
+    if actual != expected:
+        diff = "".join(difflib.unified_diff(
+            expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+            fromfile=str(golden), tofile=f"render_dockerfile({name})"))
+        pytest.fail(f"rendered {name} differs from its golden file "
+                    f"(BYOC_UPDATE_GOLDEN=1 regenerates it if intended):\n{diff}")
+
+
+def test_baked_image_copies_the_model_into_the_image_stage(cpu):
+    image = stages(render.render_dockerfile(cpu))["image"]
+    assert ("COPY", f"--from=model /model-artifact/ {render.BAKED_MODEL_DIR}/") in image
+
+
+def test_no_model_render_copies_no_model_into_the_image_stage(cpu):
+    dockerfile = render.render_dockerfile(cpu.replace(bake_model=False))
+    image = stages(dockerfile)["image"]
+    assert not [args for kw, args in image if kw in ("COPY", "ADD") and "--from=model" in args]
+    assert render.BAKED_MODEL_DIR not in dockerfile
+    assert labels_of(dockerfile)["dev.byoc.model"] == "none (from /opt/ml/model)"
+
+
+def test_no_model_render_still_has_the_model_artifact_stage(cpu):
+    assert "model-artifact" in stages(render.render_dockerfile(cpu.replace(bake_model=False)))
+
+
+# -- user values stay inert -----------------------------------------------------------------
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_dockerfile_str_round_trips_without_expansion(value):
+    assert unquote(render.dockerfile_str(value)) == (value, "")
+
+
+@pytest.mark.parametrize("value", ["a\nRUN id", "a\rb", "trailing\n"])
+def test_dockerfile_str_refuses_line_breaks(value):
+    with pytest.raises(ValueError, match="line break"):
+        render.dockerfile_str(value)
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_label_value_renders_as_one_literal_label(cpu, value):
+    dockerfile = render.render_dockerfile(cpu.replace(labels=(("dev.byoc.note", value),)))
+    assert labels_of(dockerfile)["dev.byoc.note"] == value
+
+
+@pytest.mark.parametrize("field, label, expected", [
+    ("server_version", "dev.byoc.server", "TorchServe {}"),
+    ("python", "dev.byoc.python", "{}"),
+    ("source", "org.opencontainers.image.source", "{}"),
+])
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_version_and_source_fields_stay_literal_in_labels(cpu, field, label, expected,
+                                                                  value):
+    dockerfile = render.render_dockerfile(cpu.replace(**{field: value}))
+    assert labels_of(dockerfile)[label] == expected.format(value)
+
+
+def test_hostile_values_add_no_instructions(cpu):
+    """Every hostile value at once: the instruction sequence is unchanged."""
+    value = HOSTILE[-1]
+    hostile = cpu.replace(labels=(("dev.byoc.note", value),), server_version=value,
+                          python=value, source=value, instance_types=(value,),
+                          torch=TorchSpec(version=value, index_url=f"https://x.example/{value}"))
+    keywords = [kw for kw, _ in instructions(render.render_dockerfile(hostile))]
+    assert keywords == [kw for kw, _ in instructions(render.render_dockerfile(cpu))]
+
+
+@pytest.mark.parametrize("url", [
+    "https://x.example/$(id)",
+    "https://x.example/`id`",
+    "https://x.example/a;rm${IFS}-rf${IFS}/",
+    "https://x.example/a&b|c>d<e",
+])
+def test_config_admitted_index_url_is_one_shell_token(tmp_path, cpu, url):
+    """The URL passes the config check, so the RUN line's quoting is what keeps it inert."""
+    data = {"images": [{"flavor": "torchserve", "variant": "cpu", "repository": "byoc-x",
+                        "base_image": cpu.base_image, "python": cpu.python,
+                        "source": cpu.source, "tags": ["t"], "server_version": "0.12.0",
+                        "torch": {"version": "2.13.0", "index_url": url}}]}
+    path = tmp_path / "images.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec = config.load(path)["torchserve-cpu"]
+    args = pip_args(render.render_dockerfile(spec), "torch==")
+    assert args == ["torch==2.13.0", "--extra-index-url", url]
+
+
+@pytest.mark.parametrize("version", ["2.13.0$(id)", "2.13.0`id`", "2.13.0 ; id", "2'13"])
+def test_torch_version_is_one_shell_token_even_unvalidated(cpu, version):
+    spec = cpu.replace(torch=TorchSpec(version=version, index_url=None))
+    assert pip_args(render.render_dockerfile(spec), "torch==") == [f"torch=={version}"]
+
+
+@pytest.mark.parametrize("ref", ["debian@sha256:" + "a" * 64,
+                                 "registry.example:5000/team/base:1.0"])
+def test_valid_base_image_renders_as_the_arg_default(cpu, ref):
+    spec = cpu.replace(base_image=config.validate_base_image("base_image", ref))
+    assert ("ARG", f"BASE_IMAGE={ref}") in instructions(render.render_dockerfile(spec))
+
+
+def _yaml_entry(**changes) -> dict:
+    entry = {"flavor": "torchserve", "variant": "cpu", "repository": "byoc-torchserve",
+             "base_image": "debian:bookworm-slim", "python": "3.11",
+             "source": "https://github.com/byoc-dev/byoc", "tags": ["{version}-{variant}"],
+             "server_version": "0.12.0", "instance_types": ["ml.c6i.xlarge"],
+             "torch": {"version": "2.13.0", "index_url": "https://download.pytorch.org/whl/cpu"}}
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        target = entry
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+    return entry
+
+
+@pytest.mark.parametrize("field, value", [
+    ("base_image", "debian; rm -rf /"),
+    ("base_image", "debian:bookworm $(id)"),
+    ("base_image", "debian\nRUN id"),
+    ("base_image", "debian:${TAG}"),
+    ("base_image", "Debian:bookworm"),
+    ("repository", "Byoc-TorchServe"),
+    ("repository", "byoc;id"),
+    ("tags", ["latest; id"]),
+    ("tags", ["$(id)"]),
+    ("tags", ["a\nb"]),
+    ("torch__index_url", "https://x.example/a b"),
+    ("torch__index_url", "https://x.example/a'b"),
+    ("torch__index_url", 'https://x.example/a"b'),
+    ("torch__index_url", "https://x.example/a\\b"),
+    ("torch__index_url", "https://x.example/a\nRUN id"),
+    ("torch__index_url", "file:///etc/passwd"),
+    ("source", "https://x.example/a b"),
+    ("torch__version", "2.13.0 $(id)"),
+    ("server_version", "0.12.0\nRUN id"),
+    ("labels", {"dev.note": "one\ntwo"}),
+    ("labels", {"dev.note\nRUN id": "x"}),
+    ("labels", {"dev.note": "one\rtwo"}),
+    ("base_image", "debian:bookworm-slim\n"),
+    ("repository", "byoc-torchserve\n"),
+    ("tags", ["latest\n"]),
+    ("torch__version", "2.13.0\n"),
+    ("torch__index_url", "https://x.example/whl\n"),
+    ("labels", {"dev.note\n": "x"}),
+])
+def test_config_refuses_values_that_would_break_the_dockerfile(tmp_path, field, value):
+    path = tmp_path / "images.yaml"
+    path.write_text(yaml.safe_dump({"images": [_yaml_entry(**{field: value})]}))
+    with pytest.raises(ConfigError):
+        config.load(path)
+
+
+# -- the build context ----------------------------------------------------------------------
+
+def test_render_context_writes_the_whole_context(tmp_path, cpu):
+    rendered = render.render_context(cpu, tmp_path / "ctx")
+    ctx = rendered.context_dir
+    assert rendered.dockerfile == ctx / "Dockerfile"
+    assert rendered.dockerfile.read_text() == render.render_dockerfile(cpu)
+    for name in ("build/pip-install.sh", "runtime/entrypoint", "runtime/byoc_runtime/front.py",
+                 "handlers/digits_handler.py", "requirements.txt", ".dockerignore"):
+        assert (ctx / name).is_file(), name
+    assert (ctx / "wheelhouse").is_dir() and not any((ctx / "wheelhouse").iterdir())
+    assert not list(ctx.rglob("__pycache__"))
+    assert not rendered.torch_from_wheelhouse
+
+
+def test_render_context_replaces_what_was_there(tmp_path, cpu):
+    stale = tmp_path / "ctx" / "stale.txt"
+    stale.parent.mkdir()
+    stale.write_text("old")
+    render.render_context(cpu, tmp_path / "ctx")
+    assert not stale.exists()
+
+
+def test_every_copy_source_and_bind_mount_exists_in_the_context(tmp_path, cpu):
+    ctx = render.render_context(cpu, tmp_path / "ctx").context_dir
+    for kw, args in instructions((ctx / "Dockerfile").read_text()):
+        words = args.split()
+        if kw == "COPY" and not any(w.startswith("--from=") for w in words):
+            for source in [w for w in words if not w.startswith("--")][:-1]:
+                assert (ctx / source).exists(), source
+        for word in words:
+            if word.startswith("--mount=type=bind,"):
+                source = dict(p.split("=", 1) for p in word[8:].split(","))["source"]
+                assert (ctx / source).is_dir(), source
+
+
+def test_wheelhouse_torch_wheel_drops_the_extra_index(tmp_path, cpu):
+    wheelhouse = tmp_path / "wheels"
+    wheelhouse.mkdir()
+    (wheelhouse / TORCH_WHEEL).write_bytes(b"not really a wheel")
+    rendered = render.render_context(cpu, tmp_path / "ctx", wheelhouse=wheelhouse)
+    assert rendered.torch_from_wheelhouse
+    assert (rendered.context_dir / "wheelhouse" / TORCH_WHEEL).read_bytes() == b"not really a wheel"
+    assert pip_args(rendered.dockerfile.read_text(), "torch==") == ["torch==2.13.0"]
+
+
+def test_wheelhouse_with_another_torch_keeps_the_extra_index(tmp_path, cpu):
+    wheelhouse = tmp_path / "wheels"
+    wheelhouse.mkdir()
+    (wheelhouse / TORCH_WHEEL.replace("2.13.0", "2.12.0")).write_bytes(b"x")
+    rendered = render.render_context(cpu, tmp_path / "ctx", wheelhouse=wheelhouse)
+    assert not rendered.torch_from_wheelhouse
+    assert pip_args(rendered.dockerfile.read_text(), "torch==") == [
+        "torch==2.13.0", "--extra-index-url", cpu.torch.index_url]
+
+
+# -- secrets never become layers ------------------------------------------------------------
+
+SECRET_NAMES = ("cacert", "pipconf", "pip.conf", "ca-cert", "secret")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_no_secret_is_copied_or_added(shipped, name):
+    for kw, args in instructions(render.render_dockerfile(shipped[name])):
+        if kw in ("COPY", "ADD"):
+            assert not any(s in args.lower() for s in SECRET_NAMES), args
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_secrets_arrive_only_as_secret_mounts(shipped, name):
+    dockerfile = render.render_dockerfile(shipped[name])
+    mentions = [word for _, args in instructions(dockerfile) for word in args.split()
+                if "cacert" in word or "pipconf" in word]
+    assert mentions, "the pip steps should mount the CA bundle and pip.conf"
+    assert set(mentions) == {"--mount=type=secret,id=cacert", "--mount=type=secret,id=pipconf"}
+    assert not [args for kw, args in instructions(dockerfile)
+                if kw in ("ARG", "ENV") and ("PIP_" in args or "CERT" in args)]
+
+
+# -- SageMaker labels -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("bake_model", [True, False])
+def test_c17_every_image_accepts_bind_to_port(shipped, name, bake_model):
+    dockerfile = render.render_dockerfile(shipped[name].replace(bake_model=bake_model))
+    assert labels_of(dockerfile)[ACCEPT_BIND_TO_PORT] == "true"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_c18_torchserve_does_not_claim_multi_models(shipped, name):
+    assert MULTI_MODELS not in labels_of(render.render_dockerfile(shipped[name]))
+
+
+def test_c18_multi_models_label_follows_the_flavor(monkeypatch, cpu):
+    monkeypatch.setattr(torchserve_flavor.FLAVOR, "multi_model", True)
+    assert labels_of(render.render_dockerfile(cpu))[MULTI_MODELS] == "true"
+
+
+def test_config_labels_are_rendered(cpu):
+    labels = labels_of(render.render_dockerfile(cpu.replace(labels=(("dev.owner", "ml"),))))
+    assert labels["dev.owner"] == "ml"
+    assert labels["dev.byoc.torch"] == cpu.torch.version
