@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import builder, config, launcher
+from . import builder, compat, config, launcher, push
 from .console import Console
 from .errors import ByocError, ExitStatus, UsageError
 from .render import render_context
-
-
-@dataclasses.dataclass(frozen=True)
-class Args:
-    command: str
-    flavor: str | None = None
-    variant: str = "gpu"
-    tag: str | None = None
-    test: bool = False
-    gpu: bool = False
-    no_model: bool = False
-    base_image: str | None = None
-    out: str | None = None
-    image: str | None = None
-    model_tar: str | None = None
-    ca_cert: str | None = None
-    wheelhouse: str | None = None
-    config: str = str(config.DEFAULT_CONFIG)
-    startup_timeout: float = launcher.DEFAULT_STARTUP_BUDGET_S
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +41,12 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--gpu", action="store_true", help="verify with all GPUs attached")
         p.add_argument("--startup-timeout", type=float,
                        default=launcher.DEFAULT_STARTUP_BUDGET_S)
+        p.add_argument("--push", action="store_true",
+                       help="after a passing verify, push the image (see `push --help`)")
+        p.add_argument("--skip-verify", action="store_true",
+                       help="push without verifying first (loud; never the default)")
+        compat.add_gate_options(p)
+        push.add_push_options(p)
         p.set_defaults(flavor=flavor)
     p = sub.add_parser("render", help="write the Dockerfile and build context, build nothing")
     p.add_argument("flavor", choices=config.FLAVORS)
@@ -71,6 +57,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-tar", help="model.tar.gz to extract read-only into /opt/ml/model")
     p.add_argument("--gpu", action="store_true", help="attach all GPUs")
     p.add_argument("--startup-timeout", type=float, default=launcher.DEFAULT_STARTUP_BUDGET_S)
+    push.register(sub)
+    compat.register(sub)
     p = sub.add_parser("package-model", help="write the SageMaker model.tar.gz for a flavor")
     p.add_argument("flavor", choices=config.FLAVORS)
     _image_options(p, default_variant="cpu")
@@ -78,13 +66,11 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse(argv: Sequence[str]) -> Args:
-    ns = make_parser().parse_args(list(argv))
-    fields = {f.name for f in dataclasses.fields(Args)}
-    return Args(**{k.replace("-", "_"): v for k, v in vars(ns).items() if k in fields})
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    return make_parser().parse_args(list(argv))
 
 
-def _spec(args: Args) -> config.ImageSpec:
+def _spec(args: argparse.Namespace) -> config.ImageSpec:
     spec = config.select(config.load(Path(args.config)), args.flavor, args.variant)
     if args.base_image:
         spec = spec.replace(base_image=config.validate_base_image("--base-image",
@@ -94,20 +80,30 @@ def _spec(args: Args) -> config.ImageSpec:
     return spec
 
 
-def _options(args: Args) -> builder.BuildOptions:
+def _options(args: argparse.Namespace) -> builder.BuildOptions:
     return builder.BuildOptions(tag=args.tag, ca_cert=args.ca_cert, wheelhouse=args.wheelhouse)
 
 
-def run(args: Args, console: Console) -> int:
+def run(args: argparse.Namespace, console: Console) -> int:
     from . import verify
 
     if args.command in config.FLAVORS:
-        built = builder.build(_spec(args), _options(args), console)
-        if args.test:
+        # build -> compatibility gate -> verify -> push; each step can stop the next.
+        spec = _spec(args)
+        built = builder.build(spec, _options(args), console)
+        compat.gate_built(args, built, spec, console)
+        if args.push and args.skip_verify:
+            console.warn("--skip-verify: pushing an image that was NOT checked against the "
+                         "SageMaker contract")
+        elif args.test or args.push:
             verify.verify(built.reference, gpu=args.gpu, startup_budget_s=args.startup_timeout,
                           console=console)
+        if args.push:
+            push.push_built(args, built, spec, console)
         print(built.reference)
         return ExitStatus.OK
+    if args.command in COMMANDS:
+        return int(COMMANDS[args.command](args, console))
     if args.command == "render":
         spec = _spec(args)
         out = Path(args.out or builder.DEFAULT_WORK_DIR / spec.name)
@@ -126,6 +122,10 @@ def run(args: Args, console: Console) -> int:
         builder.package_model(_spec(args), Path(args.out), _options(args), console)
         return ExitStatus.OK
     raise UsageError(f"unknown command {args.command}")
+
+
+# Subcommands that live in their own modules: name -> run(args, console).
+COMMANDS = {"push": push.run_push_command, "check": compat.run_check_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

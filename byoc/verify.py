@@ -276,7 +276,7 @@ class Verifier:
 
         def model_dir_untouched():
             changes = running.container.diff() or []
-            touched = [c["Path"] for c in changes if c["Path"].startswith("/opt/ml/model")]
+            touched = [c["Path"] for c in changes if c["Path"].startswith("/opt/ml/model/")]
             return not touched, "no writes under /opt/ml/model" if not touched else \
                 f"wrote {touched[:3]}"
 
