@@ -36,11 +36,16 @@ class TorchSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
+    """Serving knobs. TorchServe: workers per model, requests per batch. Triton: instances
+    per model, and the dynamic batcher's delay; max_batch_rows caps the rows (instances)
+    the classifier takes in one batch, so one 6 MiB request (~24k rows) still fits."""
+
     workers: int = 1
     batch_size: int = 1
     max_batch_delay_ms: int = 5
     timeout_s: int = 50
     max_payload_mb: int = 6
+    max_batch_rows: int = 32768
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +136,8 @@ def _server(where: str, data: Any) -> ServerSettings:
     fields = {f.name for f in dataclasses.fields(ServerSettings)}
     _only_keys(where, data, fields)
     limits = {"workers": (1, 64), "batch_size": (1, 1024), "max_batch_delay_ms": (0, 10_000),
-              "timeout_s": (1, 59), "max_payload_mb": (1, 1024)}
+              "timeout_s": (1, 59), "max_payload_mb": (1, 1024),
+              "max_batch_rows": (1, 1_000_000)}
     return ServerSettings(**{k: _int(f"{where}.{k}", v, *limits[k]) for k, v in data.items()})
 
 
