@@ -22,6 +22,7 @@ class _Parser(argparse.ArgumentParser):
 def _image_options(p: argparse.ArgumentParser, default_variant: str = "gpu") -> None:
     p.add_argument("--variant", choices=config.VARIANTS, default=default_variant,
                    help=f"cpu or gpu image (default {default_variant})")
+    p.add_argument("--runtime", help="where the server comes from (triton: pytriton or ngc)")
     p.add_argument("--base-image", help="override the config's base image")
     p.add_argument("--no-model", action="store_true",
                    help="do not bake the example model; serve /opt/ml/model instead")
@@ -71,7 +72,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _spec(args: argparse.Namespace) -> config.ImageSpec:
-    spec = config.select(config.load(Path(args.config)), args.flavor, args.variant)
+    spec = config.select(config.load(Path(args.config)), args.flavor, args.variant,
+                         args.runtime)
     if args.base_image:
         spec = spec.replace(base_image=config.validate_base_image("--base-image",
                                                                   args.base_image))

@@ -16,6 +16,8 @@ from .errors import ConfigError
 
 FLAVORS = ("torchserve", "triton")
 VARIANTS = ("cpu", "gpu")
+# Where each flavor's server comes from; the first is the default.
+RUNTIMES = {"torchserve": ("pypi",), "triton": ("pytriton", "ngc")}
 DEFAULT_CONFIG = IMAGES_DIR / "images.yaml"
 
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+){1,2}([a-z0-9.+-]*)$")
@@ -63,10 +65,13 @@ class ImageSpec:
     labels: tuple[tuple[str, str], ...] = ()
     server: ServerSettings = ServerSettings()
     bake_model: bool = True
+    runtime: str = "pypi"
 
     @property
     def name(self) -> str:
-        return f"{self.flavor}-{self.variant}"
+        default = RUNTIMES[self.flavor][0]
+        suffix = "" if self.runtime == default else f"-{self.runtime}"
+        return f"{self.flavor}-{self.variant}{suffix}"
 
     def expanded_tags(self, version: str) -> list[str]:
         return [t.format(version=version, variant=self.variant, flavor=self.flavor)
@@ -143,11 +148,13 @@ def _server(where: str, data: Any) -> ServerSettings:
 
 def _image(where: str, data: Any, defaults: dict) -> ImageSpec:
     allowed = {"flavor", "variant", "repository", "base_image", "python", "server_version",
-               "torch", "source", "tags", "instance_types", "labels", "server"}
+               "torch", "source", "tags", "instance_types", "labels", "server", "runtime"}
     _only_keys(where, data, allowed)
     merged = {**defaults, **data}
     flavor = _pick(f"{where}.flavor", merged.get("flavor"), FLAVORS)
     variant = _pick(f"{where}.variant", merged.get("variant"), VARIANTS)
+    runtime = _pick(f"{where}.runtime", merged.get("runtime", RUNTIMES[flavor][0]),
+                    RUNTIMES[flavor])
     python = _pick(f"{where}.python", str(merged.get("python")), ("3.10", "3.11", "3.12"))
     torch = _torch(f"{where}.torch", merged.get("torch"))
     if variant == "gpu" and torch.cuda is None:
@@ -188,6 +195,7 @@ def _image(where: str, data: Any, defaults: dict) -> ImageSpec:
         instance_types=tuple(instances),
         labels=tuple(sorted(labels.items())),
         server=_server(f"{where}.server", merged.get("server")),
+        runtime=runtime,
     )
 
 
@@ -213,13 +221,16 @@ def load(path: Path = DEFAULT_CONFIG) -> dict[str, ImageSpec]:
     return specs
 
 
-def select(specs: dict[str, ImageSpec], flavor: str, variant: str) -> ImageSpec:
+def select(specs: dict[str, ImageSpec], flavor: str, variant: str,
+           runtime: str | None = None) -> ImageSpec:
     _pick("flavor", flavor, FLAVORS)
     _pick("variant", variant, VARIANTS)
+    runtime = _pick("runtime", runtime or RUNTIMES[flavor][0], RUNTIMES[flavor])
+    suffix = "" if runtime == RUNTIMES[flavor][0] else f"-{runtime}"
     try:
-        return specs[f"{flavor}-{variant}"]
+        return specs[f"{flavor}-{variant}{suffix}"]
     except KeyError:
         declared = ", ".join(sorted(specs)) or "none"
-        raise ConfigError(f"no image {flavor}-{variant} in the images config "
+        raise ConfigError(f"no image {flavor}-{variant}{suffix} in the images config "
                           f"(declared: {declared})",
                           "add an entry to images/images.yaml or pick a declared one") from None
