@@ -83,7 +83,8 @@ def _spec(args: argparse.Namespace) -> config.ImageSpec:
 
 
 def _options(args: argparse.Namespace) -> builder.BuildOptions:
-    return builder.BuildOptions(tag=args.tag, ca_cert=args.ca_cert, wheelhouse=args.wheelhouse)
+    return builder.BuildOptions(tag=getattr(args, "tag", None), ca_cert=args.ca_cert,
+                                wheelhouse=args.wheelhouse)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

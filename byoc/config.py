@@ -5,6 +5,8 @@ Errors name the exact field at fault and the values it allows."""
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _LABEL_KEY = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*$")
 _INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _URL = re.compile(r"^https?://[^\s'\"\\]+$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+_KMS_KEY = re.compile(r"^[A-Za-z0-9:/_.+=,@-]{1,2048}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +54,31 @@ class ServerSettings:
     max_batch_rows: int = 32768
 
 
+TAG_MUTABILITY = ("IMMUTABLE", "MUTABLE")
+ENCRYPTION = ("AES256", "KMS")
+# Placeholders in push tags: {sha} is the git revision the image was built from ("-dirty"
+# plus the image id when the tree had changes); {branch} the current git branch.
+CONTENT_TAG_FIELDS = ("version", "variant", "flavor", "sha")
+MOVING_TAG_FIELDS = ("version", "variant", "flavor", "branch")
+_SAMPLE = {"version": "0.1.0", "variant": "cpu", "flavor": "triton", "sha": "0123456789ab",
+           "branch": "main"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PushSettings:
+    """Where and how `--push` publishes an image (byoc/push.py); none of it is in the image."""
+
+    region: str | None = None  # None: boto3's chain (AWS_REGION, AWS_DEFAULT_REGION, profile)
+    create_repository: bool = True
+    tag_mutability: str = "IMMUTABLE"  # content tags never move; moving tags are exempt
+    scan_on_push: bool = True
+    encryption: str = "AES256"
+    kms_key: str | None = None  # KMS only; None: the AWS-managed key
+    lifecycle_policy: str | None = None  # ECR lifecycle policy JSON text
+    content_tag: str = "{version}-{variant}-{sha}"
+    moving_tags: tuple[str, ...] = ()
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageSpec:
     flavor: str
@@ -65,6 +94,7 @@ class ImageSpec:
     labels: tuple[tuple[str, str], ...] = ()
     server: ServerSettings = ServerSettings()
     bake_model: bool = True
+    push: PushSettings = PushSettings()
     runtime: str = "pypi"
 
     @property
@@ -146,11 +176,118 @@ def _server(where: str, data: Any) -> ServerSettings:
     return ServerSettings(**{k: _int(f"{where}.{k}", v, *limits[k]) for k, v in data.items()})
 
 
-def _image(where: str, data: Any, defaults: dict) -> ImageSpec:
+def _bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(where, f"{value!r} must be true or false")
+    return value
+
+
+def _tag_template(where: str, value: Any, fields: tuple[str, ...]) -> str:
+    try:
+        expanded = value.format(**{k: _SAMPLE[k] for k in fields})
+    except (AttributeError, KeyError, IndexError, ValueError):
+        allowed = ", ".join("{" + f + "}" for f in fields)
+        raise _fail(where, f"{value!r} is not a tag template; placeholders allowed: "
+                    f"{allowed}") from None
+    validate_tag(where, expanded)
+    return value
+
+
+def mutability_filter(template: str) -> str:
+    """The ECR tag-mutability exclusion filter (WILDCARD) that matches every expansion of a
+    moving-tag template: each placeholder becomes '*'."""
+    return re.sub(r"\{[a-z]+\}", "*", template)
+
+
+def _lifecycle(where: str, data: Any, base: Path) -> str | None:
+    if data is None:
+        return None
+    _only_keys(where, data, {"keep_last", "policy_file"})
+    if len(data) != 1:
+        raise _fail(where, "give exactly one of keep_last, policy_file")
+    if "keep_last" in data:
+        keep = _int(f"{where}.keep_last", data["keep_last"], 1, 10_000)
+        return json.dumps({"rules": [{
+            "rulePriority": 1,
+            "description": f"keep the last {keep} images",
+            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                          "countNumber": keep},
+            "action": {"type": "expire"}}]}, separators=(",", ":"))
+    name = data["policy_file"]
+    if not isinstance(name, str) or not name:
+        raise _fail(f"{where}.policy_file", f"{name!r} must be a path to a JSON file")
+    path = base / name
+    try:
+        policy = json.loads(path.read_text())
+    except OSError as exc:
+        raise _fail(f"{where}.policy_file", f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise _fail(f"{where}.policy_file", f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(policy, dict) or not isinstance(policy.get("rules"), list):
+        raise _fail(f"{where}.policy_file", f"{path} must hold an object with a 'rules' list")
+    text = json.dumps(policy, separators=(",", ":"))
+    if not 100 <= len(text) <= 30720:
+        raise _fail(f"{where}.policy_file", f"{path} is {len(text)} characters compacted; "
+                    "ECR allows 100 to 30720")
+    return text
+
+
+def _push(where: str, data: Any, base: Path) -> PushSettings:
+    """The `push:` block: defaults.push merged key by key with the image's own."""
+    fields = {"region", "create_repository", "tag_mutability", "scan_on_push", "encryption",
+              "kms_key", "lifecycle", "content_tag", "moving_tags"}
+    _only_keys(where, data, fields)
+    out: dict[str, Any] = {}
+    if data.get("region") is not None:
+        out["region"] = _match(f"{where}.region", data["region"], _REGION,
+                               "an AWS region like us-east-1")
+    for key in ("create_repository", "scan_on_push"):
+        if key in data:
+            out[key] = _bool(f"{where}.{key}", data[key])
+    if "tag_mutability" in data:
+        out["tag_mutability"] = _pick(f"{where}.tag_mutability", data["tag_mutability"],
+                                      TAG_MUTABILITY)
+    out["encryption"] = _pick(f"{where}.encryption", data.get("encryption", "AES256"),
+                              ENCRYPTION)
+    if data.get("kms_key") is not None:
+        if out["encryption"] != "KMS":
+            raise _fail(f"{where}.kms_key", "only with encryption: KMS")
+        out["kms_key"] = _match(f"{where}.kms_key", data["kms_key"], _KMS_KEY,
+                                "a KMS key ARN, alias/NAME or key id")
+    out["lifecycle_policy"] = _lifecycle(f"{where}.lifecycle", data.get("lifecycle"), base)
+    content = _tag_template(f"{where}.content_tag",
+                            data.get("content_tag", PushSettings.content_tag), CONTENT_TAG_FIELDS)
+    if "{sha}" not in content:
+        raise _fail(f"{where}.content_tag", f"{content!r} must contain {{sha}}: the content "
+                    "tag names one build and never moves")
+    out["content_tag"] = content
+    moving = data.get("moving_tags") or []
+    if not isinstance(moving, list):
+        raise _fail(f"{where}.moving_tags", "must be a list of tag templates")
+    if len(moving) > 5:
+        raise _fail(f"{where}.moving_tags", "at most 5 (ECR's limit on tag-mutability "
+                    "exclusion filters)")
+    sample_content = content.format(**_SAMPLE)
+    for i, tag in enumerate(moving):
+        _tag_template(f"{where}.moving_tags[{i}]", tag, MOVING_TAG_FIELDS)
+        if fnmatch.fnmatchcase(sample_content, mutability_filter(tag)):
+            raise _fail(f"{where}.moving_tags[{i}]", f"{tag!r} would also match content tags "
+                        f"like {sample_content!r} and make them mutable; give it a fixed "
+                        "prefix, like 'latest-{variant}' or 'branch-{branch}'")
+    out["moving_tags"] = tuple(moving)
+    return PushSettings(**out)
+
+
+def _image(where: str, data: Any, defaults: dict, base: Path = IMAGES_DIR) -> ImageSpec:
     allowed = {"flavor", "variant", "repository", "base_image", "python", "server_version",
-               "torch", "source", "tags", "instance_types", "labels", "server", "runtime"}
+               "torch", "source", "tags", "instance_types", "labels", "server", "runtime",
+               "push"}
     _only_keys(where, data, allowed)
     merged = {**defaults, **data}
+    default_push, image_push = defaults.get("push") or {}, data.get("push") or {}
+    for at, block in (("defaults.push", default_push), (f"{where}.push", image_push)):
+        if not isinstance(block, dict):
+            raise _fail(at, "must be a mapping")
     flavor = _pick(f"{where}.flavor", merged.get("flavor"), FLAVORS)
     variant = _pick(f"{where}.variant", merged.get("variant"), VARIANTS)
     runtime = _pick(f"{where}.runtime", merged.get("runtime", RUNTIMES[flavor][0]),
@@ -196,6 +333,8 @@ def _image(where: str, data: Any, defaults: dict) -> ImageSpec:
         labels=tuple(sorted(labels.items())),
         server=_server(f"{where}.server", merged.get("server")),
         runtime=runtime,
+        push=_push(f"{where}.push" if image_push else "defaults.push",
+                   {**default_push, **image_push}, base),
     )
 
 
@@ -211,10 +350,11 @@ def load(path: Path = DEFAULT_CONFIG) -> dict[str, ImageSpec]:
                           "fix the YAML syntax at the line named") from None
     _only_keys("top level", data, {"defaults", "images"})
     defaults = data.get("defaults") or {}
-    _only_keys("defaults", defaults, {"base_image", "python", "source", "tags", "labels"})
+    _only_keys("defaults", defaults, {"base_image", "python", "source", "tags", "labels",
+                                      "push"})
     specs: dict[str, ImageSpec] = {}
     for i, entry in enumerate(data.get("images") or []):
-        spec = _image(f"images[{i}]", entry, defaults)
+        spec = _image(f"images[{i}]", entry, defaults, Path(path).parent)
         if spec.name in specs:
             raise _fail(f"images[{i}]", f"{spec.name} is declared twice")
         specs[spec.name] = spec

@@ -49,11 +49,13 @@ class DockerCLI:
             env["DOCKER_BUILDKIT"] = "1"
         return env
 
-    def build_argv(self, context: Path, *, tags: Sequence[str], target: str,
+    def build_argv(self, context: Path, *, tags: Sequence[str], target: str | None,
                    labels: dict[str, str], secrets: dict[str, Path],
                    progress: str, output: str | None = None) -> list[str]:
         argv = [self.binary] + (["buildx", "build"] if self.buildx else ["build"])
-        argv += ["--progress", progress, "--target", target]
+        argv += ["--progress", progress]
+        if target:
+            argv += ["--target", target]
         if self.buildx:
             # C19: attestations turn the manifest into an OCI index SageMaker rejects.
             argv += ["--provenance=false", "--sbom=false"]

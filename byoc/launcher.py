@@ -108,7 +108,8 @@ def extract_model(model_tar: Path, into: Path) -> Path:
 
 def run(image: str, *, model_dir: Path | None = None, env: dict[str, str] | None = None,
         gpu: bool = False, command: list[str] | None = None, publish: bool = True,
-        network_mode: str | None = None, name_hint: str = "byoc-verify") -> Running:
+        network_mode: str | None = None, name_hint: str = "byoc-verify",
+        volumes: dict | None = None) -> Running:
     dock = client()
     env = dict(env or {})
     port_in = int(env.get("SAGEMAKER_BIND_TO_PORT", "8080"))
@@ -123,8 +124,9 @@ def run(image: str, *, model_dir: Path | None = None, env: dict[str, str] | None
         kwargs["ports"] = {f"{port_in}/tcp": ("127.0.0.1", None)}
     if network_mode:
         kwargs["network_mode"] = network_mode
+    kwargs["volumes"] = dict(volumes or {})
     if model_dir is not None:
-        kwargs["volumes"] = {str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}}
+        kwargs["volumes"][str(model_dir)] = {"bind": "/opt/ml/model", "mode": "ro"}
     if gpu:
         kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1,
                                                                 capabilities=[["gpu"]])]

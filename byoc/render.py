@@ -83,6 +83,8 @@ def image_labels(spec: ImageSpec) -> list[tuple[str, str]]:
         "dev.byoc.model": "digits (baked)" if spec.bake_model else "none (from /opt/ml/model)",
         "dev.byoc.instance-types": ",".join(spec.instance_types),
     }
+    if flavor.multi_model:
+        labels["dev.byoc.multi-model"] = "true"
     labels.update(dict(spec.labels))
     return sorted(labels.items())
 
@@ -92,14 +94,24 @@ def render_dockerfile(spec: ImageSpec, *, torch_from_wheelhouse: bool = False) -
     template = _environment().get_template(f"{spec.flavor}/Dockerfile.j2")
     return template.render(
         spec=spec,
-        apt_packages=list(BASE_APT_PACKAGES) + list(flavor.apt_packages),
+        apt_packages=list(BASE_APT_PACKAGES) + list(flavor.apt_packages(spec)),
         torch_pip_args=torch_pip_args(spec, torch_from_wheelhouse),
         train_requirements=list(TRAIN_REQUIREMENTS),
         runtime_env=flavor.runtime_env(spec),
         labels=image_labels(spec),
         multi_model=flavor.multi_model,
         baked_model_dir=BAKED_MODEL_DIR,
+        **flavor.template_vars(spec),
     )
+
+
+def _render_data_templates(spec: ImageSpec, out_dir: Path) -> None:
+    """Server configs written as templates (config.pbtxt.j2) take the image's settings."""
+    env = _environment()
+    for template in sorted(out_dir.rglob("*.j2")):
+        text = env.from_string(template.read_text()).render(spec=spec)
+        template.with_suffix("").write_text(text)
+        template.unlink()
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -127,6 +139,7 @@ def render_context(spec: ImageSpec, out_dir: Path, wheelhouse: Path | None = Non
             shutil.copytree(src, dst, ignore=ignore)
         else:
             shutil.copy2(src, dst)
+    _render_data_templates(spec, out_dir)
     wheels = out_dir / "wheelhouse"
     wheels.mkdir()
     from_wheelhouse = wheelhouse_has_torch(wheelhouse, spec.torch.version)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ import requests
 from . import launcher, samples
 from .console import Console
 from .errors import ByocError, VerifyFailed
+from .render import BAKED_MODEL_DIR
 
 SIX_MIB = 6 * 1024 * 1024
 
@@ -134,6 +138,9 @@ class Verifier:
             self.record_shutdown(running)
         self.console.step("verify: SAGEMAKER_BIND_TO_PORT and SAGEMAKER_SAFE_PORT_RANGE")
         self.port_checks()
+        if labels.get("dev.byoc.multi-model") == "true":
+            self.console.step("verify: multi-model API (SAGEMAKER_MULTI_MODEL=true, C21-C25)")
+            self.multi_model_checks()
         self.console.step("verify: start with no network (C15), server death (C06)")
         self.offline_check()
         self.server_death_check()
@@ -337,6 +344,88 @@ class Verifier:
 
             self.check("C06", "container exits non-zero when the server dies", dies_with_server)
 
+    def multi_model_checks(self) -> None:
+        """Load, list, describe, invoke and unload a model the way SageMaker's MME does."""
+        with tempfile.TemporaryDirectory(prefix="byoc-mme-") as tmp:
+            model_root = Path(tmp) / "digits" / "model"
+            self._model_repository_into(model_root)
+            Path(tmp).chmod(0o755)
+            url = "/opt/ml/models/digits/model"
+            with launcher.launched(self.image, gpu=self.gpu, env={"SAGEMAKER_MULTI_MODEL": "true"},
+                                   volumes={tmp: {"bind": "/opt/ml/models", "mode": "ro"}}) \
+                    as running:
+                running.wait_ready(self.budget)
+                base = running.url
+                http = self.http
+                sample = samples.digits()[4]
+                body = kserve_payload_request(sample)
+
+                def load():
+                    first = http.post(f"{base}/models", json={"model_name": "digits", "url": url},
+                                      timeout=120)
+                    again = http.post(f"{base}/models", json={"model_name": "digits", "url": url},
+                                      timeout=120)
+                    return (first.status_code == 200 and again.status_code == 409,
+                            f"load {first.status_code}, load again {again.status_code}")
+
+                self.check("C21", "POST /models loads (200), twice is 409", load)
+
+                def listed():
+                    response = http.get(f"{base}/models", timeout=10)
+                    models = response.json().get("models", [])
+                    ok = {"modelName": "digits", "modelUrl": url} in models
+                    return ok, f"{response.status_code} {models}"
+
+                self.check("C22", "GET /models lists it", listed)
+
+                def described():
+                    found = http.get(f"{base}/models/digits", timeout=10)
+                    missing = http.get(f"{base}/models/nope", timeout=10)
+                    ok = found.status_code == 200 and found.json().get("modelName") == "digits" \
+                        and missing.status_code == 404
+                    return ok, f"digits {found.status_code}, unknown {missing.status_code}"
+
+                self.check("C23", "GET /models/{name}, 404 when unknown", described)
+
+                def invoked():
+                    response = http.post(f"{base}/models/digits/invoke", data=body,
+                                         headers={"Content-Type": "application/json"}, timeout=60)
+                    label = kserve_label(response) if response.status_code == 200 else None
+                    return label == sample.label, f"{response.status_code}, label {label}"
+
+                self.check("C25", "POST /models/{name}/invoke answers", invoked)
+
+                def unloaded():
+                    deleted = http.delete(f"{base}/models/digits", timeout=60)
+                    gone = http.get(f"{base}/models/digits", timeout=10)
+                    invoke = http.post(f"{base}/models/digits/invoke", data=body,
+                                       headers={"Content-Type": "application/json"}, timeout=60)
+                    ok = deleted.status_code == 200 and gone.status_code == 404 \
+                        and invoke.status_code == 404
+                    return ok, (f"delete {deleted.status_code}, then get {gone.status_code}, "
+                                f"invoke {invoke.status_code}")
+
+                self.check("C24", "DELETE unloads; then 404", unloaded)
+
+    def _model_repository_into(self, target: Path) -> None:
+        """The model to load: the --model-tar given, else the one baked into the image."""
+        target.mkdir(parents=True)
+        if self.model_tar:
+            with tarfile.open(self.model_tar, "r:gz") as archive:
+                archive.extractall(target, filter="data")
+            return
+        dock = launcher.client()
+        container = dock.containers.create(self.image, ["true"])
+        try:
+            stream, _ = container.get_archive(f"{BAKED_MODEL_DIR}/.")
+            data = io.BytesIO(b"".join(stream))
+        finally:
+            container.remove(force=True)
+        with tarfile.open(fileobj=data) as archive:
+            archive.extractall(target, filter="data")
+        for path in [target, *target.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
     def debug_command_check(self) -> None:
         dock = launcher.client()
         output = dock.containers.run(self.image, ["echo", "byoc-debug-ok"], remove=True)
@@ -375,6 +464,21 @@ for table in ('/proc/net/tcp', '/proc/net/tcp6'):
             ports.add(f'{int(port, 16)}/{scope}')
 print(' '.join(sorted(ports)))
 """
+
+
+def kserve_payload_request(sample: samples.Sample) -> bytes:
+    """A KServe v2 JSON request for the example ensemble: the JSON body as PAYLOAD."""
+    ctype, body = samples.request_bodies(sample)["json"]
+    return json.dumps({"inputs": [
+        {"name": "PAYLOAD", "shape": [1], "datatype": "BYTES", "data": [body.decode()]},
+        {"name": "CONTENT_TYPE", "shape": [1], "datatype": "BYTES", "data": [ctype]},
+    ]}).encode()
+
+
+def kserve_label(response: requests.Response) -> int | None:
+    outputs = {o["name"]: o for o in response.json().get("outputs", [])}
+    answer = json.loads(outputs["RESPONSE"]["data"][0])
+    return answer["predictions"][0]["label"]
 
 
 def listening_sockets(running: launcher.Running) -> dict[int, str]:

@@ -18,8 +18,13 @@ ACCEPT_CONTENT_TYPES = "image/png,image/jpeg,application/json,application/x-npy"
 class TorchServeFlavor:
     name = "torchserve"
     server_name = "TorchServe"
-    apt_packages = ("openjdk-17-jre-headless",)
     multi_model = False
+
+    def apt_packages(self, spec: ImageSpec) -> tuple[str, ...]:
+        return ("openjdk-17-jre-headless",)  # TorchServe's frontend needs Java 17
+
+    def template_vars(self, spec: ImageSpec) -> dict:
+        return {}
 
     def context_files(self) -> dict[str, Path]:
         return {"requirements.txt": _DIR / "requirements.txt"}

@@ -69,3 +69,54 @@ def run_cli():
         return subprocess.run([sys.executable, str(REPO / "build.py"), *args], cwd=REPO,
                               capture_output=True, text=True, timeout=timeout)
     return run
+
+
+NGC_FIXTURE_LABEL = "dev.byoc.test-fixture"
+
+
+@pytest.fixture(scope="session")
+def ngc_base(docker_engine) -> str:
+    """The NGC Triton base the `ngc` runtime names: the real one when present (pulled
+    by the user), else a locally built stand-in, clearly labelled as a test fixture."""
+    from docker.errors import ImageNotFound
+
+    from byoc import build_inputs, docker_cli
+
+    name = config.select(config.load(), "triton", "cpu", "ngc").base_image
+    try:
+        docker_engine.images.get(name)
+        return name
+    except ImageNotFound:
+        pass
+    context = REPO / "tests" / "fixtures" / "ngc-standin"
+    inputs = build_inputs.collect()
+    secrets = {"cacert": inputs.ca_cert} if inputs.ca_cert else {}
+    docker_cli.detect().build(context, tags=[name], target=None, labels={}, secrets=secrets,
+                              progress="plain", on_line=lambda line: None)
+    return name
+
+
+@pytest.fixture(scope="session")
+def triton_image() -> str:
+    return build_image("triton")
+
+
+@pytest.fixture(scope="session")
+def triton_ngc_image(ngc_base) -> str:
+    spec = config.select(config.load(), "triton", "cpu", "ngc")
+    tag = "byoc-test/triton:cpu-ngc"
+    builder.build(spec, builder.BuildOptions(tag=tag), Console(sys.stderr))
+    return tag
+
+
+@pytest.fixture(scope="session")
+def triton_nomodel_image() -> str:
+    return build_image("triton", bake_model=False)
+
+
+@pytest.fixture(scope="session")
+def triton_model_tar(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("artifact") / "model.tar.gz"
+    spec = config.select(config.load(), "triton", "cpu")
+    builder.package_model(spec, out, builder.BuildOptions(), Console(sys.stderr))
+    return out

@@ -21,7 +21,7 @@ from byoc.errors import ConfigError
 from byoc.flavors import torchserve as torchserve_flavor
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
-SHIPPED = ("torchserve-cpu", "torchserve-gpu")
+SHIPPED = ("torchserve-cpu", "torchserve-gpu", "triton-cpu", "triton-cpu-ngc", "triton-gpu")
 ACCEPT_BIND_TO_PORT = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
 MULTI_MODELS = "com.amazonaws.sagemaker.capabilities.multi-models"
 TORCH_WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -382,9 +382,15 @@ def test_c17_every_image_accepts_bind_to_port(shipped, name, bake_model):
     assert labels_of(dockerfile)[ACCEPT_BIND_TO_PORT] == "true"
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n.startswith("torchserve")])
 def test_c18_torchserve_does_not_claim_multi_models(shipped, name):
     assert MULTI_MODELS not in labels_of(render.render_dockerfile(shipped[name]))
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n.startswith("triton")])
+def test_c18_triton_declares_the_multi_model_api_it_serves(shipped, name):
+    labels = labels_of(render.render_dockerfile(shipped[name]))
+    assert labels[MULTI_MODELS] == "true" and labels["dev.byoc.multi-model"] == "true"
 
 
 def test_c18_multi_models_label_follows_the_flavor(monkeypatch, cpu):

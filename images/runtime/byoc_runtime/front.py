@@ -24,6 +24,10 @@ INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
 PING_CACHE_S = 0.5
 
 
+class ClientFault(ValueError):
+    """A backend adapter's verdict that the request itself is wrong: a 400 with the message."""
+
+
 class Reply:
     __slots__ = ("status", "body", "content_type", "headers")
 
@@ -173,6 +177,8 @@ class Front:
                 self.backend.invoke(self.session, body, request.headers.get("Content-Type", ""),
                                     forward),
                 timeout=settings.timeout_s)
+        except ClientFault as exc:
+            return json_error(400, str(exc))
         except asyncio.TimeoutError:
             log.warning("invocation timed out after %d s", settings.timeout_s)
             return json_error(504, f"the model did not answer within {settings.timeout_s} s "

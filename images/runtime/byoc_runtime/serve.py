@@ -57,6 +57,10 @@ async def supervise(flavor: str) -> int:
     backend = make_backend(flavor, settings)
     argv = backend.command()
     log.info("starting %s: %s", backend.name, " ".join(argv))
+    if getattr(backend, "native", False):
+        # The server owns the public port itself (Triton's own SageMaker endpoint):
+        # nothing to supervise, so it replaces this process and gets signals from tini.
+        os.execvpe(argv[0], argv, {**os.environ, **backend.env()})
     proc = subprocess.Popen(argv, env={**os.environ, **backend.env()}, start_new_session=True)
 
     front = Front(settings, backend)

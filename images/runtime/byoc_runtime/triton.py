@@ -1,0 +1,283 @@
+"""Triton behind the front, or alone (native mode). Everything Triton-specific at run
+time lives here.
+
+Environment variables mean what they mean in Triton's own SageMaker images
+(docker/sagemaker/serve), so users moving from those keep their settings. Two
+documented differences: SAGEMAKER_TRITON_LOG_VERBOSE defaults to false (verbose
+logging logs every /ping, against contract C16), and the Python backend's shared
+memory defaults to 4 MiB per stub instead of 16 MiB, because this repository runs
+several Python-backend models in SageMaker's fixed 64 MB /dev/shm.
+
+Front mode (default): tritonserver serves HTTP on loopback only; the front owns the
+public port and turns the example model's content types into the ensemble's
+PAYLOAD/CONTENT_TYPE tensors; KServe v2 JSON and binary tensor requests pass through.
+Native mode (BYOC_TRITON_FRONT=off, and always with SAGEMAKER_MULTI_MODEL=true):
+tritonserver's own SageMaker endpoint is the public port, as in Triton's images."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import struct
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from aiohttp import ClientSession
+
+from .front import ClientFault, Reply, error_reply, media_type
+from .settings import Settings, SettingsError
+
+MODEL_DIR = Path("/opt/ml/model")
+BAKED_REPOSITORY = Path("/opt/byoc/model-store")
+MULTI_MODEL_REPOSITORY = Path("/tmp/sagemaker")  # Triton's MME placeholder repository
+TRITON = "/opt/tritonserver/bin/tritonserver"
+BINARY_JSON = "application/vnd.sagemaker-triton.binary+json"
+SHM_DEFAULT_BYTES = 4 * 1024 * 1024
+SHM_GROWTH_BYTES = 1024 * 1024
+EXIT_TIMEOUT_S = 20  # in-flight requests get this long after SIGTERM (C02: 30 s in all)
+INFERENCE_TYPES = ("infer", "generate", "generate_stream")
+PING_MODES = ("ready", "live")
+
+
+class ModelLayoutError(RuntimeError):
+    pass
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not true or false")
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or allowed[0]
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _positive(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise SettingsError(f"{name}={raw!r} must be a positive whole number")
+    return int(raw)
+
+
+def find_repository(model_dir: Path = MODEL_DIR, baked: Path = BAKED_REPOSITORY) -> Path:
+    """/opt/ml/model when SageMaker extracted a model there, else the baked repository."""
+    if model_dir.is_dir() and any(model_dir.iterdir()):
+        return model_dir
+    if baked.is_dir() and any(baked.iterdir()):
+        return baked
+    raise ModelLayoutError(
+        f"no model: {model_dir} is empty and the image has no baked model (built with "
+        "--no-model). Point ModelDataUrl at a model.tar.gz made by "
+        "`python build.py package-model triton`.")
+
+
+def default_model(repository: Path, wanted: str | None) -> str:
+    """The checks of Triton's SageMaker serve, with messages that say how to fix them."""
+    if (repository / "config.pbtxt").exists():
+        raise ModelLayoutError(
+            f"config.pbtxt is at the top of {repository}: each model needs its own folder "
+            f"({repository}/<model_name>/config.pbtxt and <model_name>/1/...)")
+    folders = sorted(p.name for p in repository.iterdir() if p.is_dir())
+    if wanted:
+        if wanted not in folders:
+            raise ModelLayoutError(
+                f"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME={wanted} but {repository} has no folder "
+                f"{wanted} (found: {', '.join(folders) or 'none'})")
+        return wanted
+    if not folders:
+        raise ModelLayoutError(f"no model folder in {repository}")
+    if len(folders) > 1:
+        raise ModelLayoutError(
+            f"{len(folders)} model folders in {repository} ({', '.join(folders)}): set "
+            "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME to the one /invocations should run "
+            "(an ensemble loads the models it uses)")
+    return folders[0]
+
+
+def gpu_count() -> int:
+    if not shutil.which("nvidia-smi"):
+        return 0
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    return len([line for line in out.stdout.splitlines() if line.startswith("GPU ")])
+
+
+class Triton:
+    name = "tritonserver"
+
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None):
+        env = os.environ if env is None else env
+        self.settings = settings
+        self.env_in = env
+        self.multi_model = _bool(env, "SAGEMAKER_MULTI_MODEL", False)
+        self.native = self.multi_model or not _bool(env, "BYOC_TRITON_FRONT", True)
+        self.inference_type = _choice(env, "SAGEMAKER_TRITON_INFERENCE_TYPE", INFERENCE_TYPES)
+        self.ping_mode = _choice(env, "SAGEMAKER_TRITON_OVERRIDE_PING_MODE", PING_MODES)
+        if self.multi_model:
+            self.repository = MULTI_MODEL_REPOSITORY
+            self.model = None
+        else:
+            self.repository = find_repository()
+            self.model = default_model(self.repository,
+                                       env.get("SAGEMAKER_TRITON_DEFAULT_MODEL_NAME"))
+        (self.http_port,) = settings.internal_ports(1)
+        base = f"http://127.0.0.1:{self.http_port}"
+        self.infer_url = f"{base}/v2/models/{self.model}/{self.inference_type}"
+        self.ready_url = (f"{base}/v2/models/{self.model}/ready" if self.ping_mode == "ready"
+                          else f"{base}/v2/health/live")
+
+    def flags(self) -> list[str]:
+        env, s = self.env_in, self.settings
+        args = [f"--model-repository={self.repository}", "--model-control-mode=explicit",
+                f"--exit-timeout-secs={EXIT_TIMEOUT_S}"]
+        if self.native:
+            args += ["--allow-sagemaker=true", "--allow-http=false", f"--sagemaker-port={s.port}"]
+            if s.safe_ports:
+                args.append(f"--sagemaker-safe-port-range={s.safe_ports[0]}-{s.safe_ports[1]}")
+            if self.multi_model:
+                namespacing = env.get("SAGEMAKER_TRITON_DISABLE_MODEL_NAMESPACING") or "true"
+                args.append(f"--model-namespacing={namespacing}")
+        else:
+            args += ["--allow-sagemaker=false", "--allow-http=true", "--http-address=127.0.0.1",
+                     f"--http-port={self.http_port}"]
+        if self.model:
+            args.append(f"--load-model={self.model}")
+        grpc = _bool(env, "SAGEMAKER_TRITON_ALLOW_GRPC", False)
+        args.append(f"--allow-grpc={str(grpc).lower()}")
+        if grpc:
+            args.append(f"--grpc-port={_positive(env, 'SAGEMAKER_TRITON_GRPC_PORT', 8001)}")
+        metrics = _bool(env, "SAGEMAKER_TRITON_ALLOW_METRICS", False)
+        args.append(f"--allow-metrics={str(metrics).lower()}")
+        if metrics:
+            port = _positive(env, "SAGEMAKER_TRITON_METRICS_PORT", 8002)
+            args += [f"--metrics-port={port}"]
+        for name, flag in (("SAGEMAKER_TRITON_BUFFER_MANAGER_THREAD_COUNT",
+                            "--buffer-manager-thread-count"),
+                           ("SAGEMAKER_TRITON_THREAD_COUNT",
+                            "--sagemaker-thread-count" if self.native else "--http-thread-count")):
+            value = _positive(env, name, None)
+            if value:
+                args.append(f"{flag}={value}")
+        # --log-verbose takes a level; Triton's serve passes true/false, so accept both.
+        verbose = env.get("SAGEMAKER_TRITON_LOG_VERBOSE", "").strip().lower() or "0"
+        verbose = {"true": "1", "false": "0"}.get(verbose, verbose)
+        if not verbose.isdigit():
+            raise SettingsError(f"SAGEMAKER_TRITON_LOG_VERBOSE={verbose!r} is not a level or "
+                                "true/false")
+        args.append(f"--log-verbose={verbose}")
+        info_default = "true" if s.log_level in ("DEBUG", "INFO") else "false"
+        for level, default in (("INFO", info_default), ("WARNING", "true"), ("ERROR", "true")):
+            value = env.get(f"SAGEMAKER_TRITON_LOG_{level}", "").strip() or default
+            args.append(f"--log-{level.lower()}={value}")
+        shm = _positive(env, "SAGEMAKER_TRITON_SHM_DEFAULT_BYTE_SIZE", SHM_DEFAULT_BYTES)
+        growth = _positive(env, "SAGEMAKER_TRITON_SHM_GROWTH_BYTE_SIZE", SHM_GROWTH_BYTES)
+        args += [f"--backend-config=python,shm-default-byte-size={shm}",
+                 f"--backend-config=python,shm-growth-byte-size={growth}"]
+        limit = env.get("SAGEMAKER_TRITON_MODEL_LOAD_GPU_LIMIT", "").strip()
+        if limit:
+            args += [f"--model-load-gpu-limit={gpu}:{limit}" for gpu in range(gpu_count())]
+        args += shlex.split(env.get("SAGEMAKER_TRITON_ADDITIONAL_ARGS", ""))
+        return args
+
+    def command(self) -> list[str]:
+        if self.multi_model:
+            MULTI_MODEL_REPOSITORY.mkdir(parents=True, exist_ok=True)
+        return [TRITON, *self.flags()]
+
+    def env(self) -> dict[str, str]:
+        # The Python backend stub runs models with the venv's packages (numpy, torch).
+        return {"PYTHONPATH": _venv_site_packages()}
+
+    async def ready(self, session: ClientSession) -> tuple[bool, str]:
+        async with session.get(self.ready_url) as response:
+            if response.status == 200:
+                return True, "ready"
+            return False, f"{self.model} not ready ({response.status})"
+
+    async def invoke(self, session: ClientSession, body: bytes, content_type: str,
+                     headers: dict[str, str]) -> Reply:
+        kind = media_type(content_type)
+        if kind == BINARY_JSON:
+            header_size = _json_header_size(content_type)
+            return await self._native(session, body, {"Inference-Header-Content-Length":
+                                                      str(header_size)})
+        if kind == "application/json" and _is_kserve_v2(body):
+            return await self._native(session, body, {"Content-Type": "application/json"})
+        return await self._payload(session, body, content_type)
+
+    async def _native(self, session: ClientSession, body: bytes, headers: dict) -> Reply:
+        """KServe v2 JSON or binary tensors: to Triton as they are, answers as Triton's."""
+        async with session.post(self.infer_url, data=body, headers=headers) as response:
+            raw = await response.read()
+            if response.status >= 400:
+                return error_reply(response.status, raw)
+            header_size = response.headers.get("Inference-Header-Content-Length")
+            if header_size is not None:
+                return Reply(200, raw, f"{BINARY_JSON};json-header-size={header_size}")
+            return Reply(200, raw, "application/json")
+
+    async def _payload(self, session: ClientSession, body: bytes, content_type: str) -> Reply:
+        """The example model's own content types: one BYTES tensor each for the body and
+        its Content-Type, sent in Triton's binary tensor extension (no base64, no copy
+        into JSON); the answer is the RESPONSE tensor's bytes."""
+        ctype = content_type.encode()
+        header = json.dumps({
+            "inputs": [
+                {"name": "PAYLOAD", "shape": [1], "datatype": "BYTES",
+                 "parameters": {"binary_data_size": len(body) + 4}},
+                {"name": "CONTENT_TYPE", "shape": [1], "datatype": "BYTES",
+                 "parameters": {"binary_data_size": len(ctype) + 4}},
+            ],
+            "outputs": [{"name": "RESPONSE", "parameters": {"binary_data": True}}],
+        }).encode()
+        data = b"".join((header, struct.pack("<I", len(body)), body,
+                         struct.pack("<I", len(ctype)), ctype))
+        async with session.post(self.infer_url, data=data, headers={
+                "Inference-Header-Content-Length": str(len(header)),
+                "Content-Type": "application/octet-stream"}) as response:
+            raw = await response.read()
+            if response.status >= 400:
+                return error_reply(response.status, raw)
+            header_size = int(response.headers["Inference-Header-Content-Length"])
+        # RESPONSE is one BYTES element: a 4-byte little-endian length, then the bytes.
+        (length,) = struct.unpack_from("<I", raw, header_size)
+        start = header_size + 4
+        return Reply(200, raw[start:start + length], "application/json")
+
+
+def _json_header_size(content_type: str) -> int:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "json-header-size" and value.strip().isdigit():
+            return int(value.strip())
+    raise ClientFault(f"Content-Type {BINARY_JSON} needs ;json-header-size=N")
+
+
+def _is_kserve_v2(body: bytes) -> bool:
+    """KServe v2 requests name "inputs"; the example model's JSON names "instances"."""
+    head = body[:4096].lstrip()
+    if not head.startswith(b"{") or b'"inputs"' not in body:
+        return False
+    try:
+        return "inputs" in json.loads(body)
+    except ValueError:
+        return False
+
+
+def _venv_site_packages() -> str:
+    import sysconfig
+
+    return sysconfig.get_paths()["purelib"]
