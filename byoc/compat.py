@@ -1,21 +1,460 @@
-"""CUDA/driver compatibility gate for GPU images. (Being built: issue 6.)"""
+"""Will the image start on the SageMaker instance it targets? The CUDA/driver gate (C26, C20).
+
+The facts live in images/cuda-compat.yaml, validated once when loaded; this module only
+decides. decide() is pure: the image's CUDA, an instance type and an optional
+InferenceAmiVersion give one of three answers (starts / starts with forward compatibility /
+will not start) and the fix. The image's CUDA comes from the labels the build wrote:
+facts_from_labels() takes them as a dict; image_facts() is the thin Docker lookup."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import enum
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import IMAGES_DIR
+from .errors import ByocError, ConfigError, ExitStatus, IncompatibleImage, UsageError
+
+TABLE_PATH = IMAGES_DIR / "cuda-compat.yaml"
+COMPAT_LABEL = "dev.byoc.cuda-compat"  # optional: CUDA of the compat libraries inside, or "none"
+ARCHES = ("amd64", "arm64")
+
+_DRIVER = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")  # "470" (a branch) or "535.54.03"
+_MINOR = re.compile(r"^[0-9]+\.[0-9]+$")  # CUDA versions and compute capabilities
+_INSTANCE = re.compile(r"^ml\.([a-z0-9-]+)\.[a-z0-9]+$")
+
+
+def _num(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def at_least(driver: str, minimum: str) -> bool:
+    """A bare branch ("470") stands for any driver of that branch: only the branch counts."""
+    have = _num(driver)
+    return have >= _num(minimum)[:len(have)]
+
+
+# -- the table ----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class GpuFamily:
+    name: str
+    gpu: str
+    compute_capability: str
+    min_cuda: str
+    driver: str  # SageMaker's default for real-time endpoints
+    cuda: str
+    forward_compat: bool  # a data-center GPU: NVIDIA's forward compatibility works on it
+
+
+@dataclasses.dataclass(frozen=True)
+class Ami:
+    name: str
+    driver: str
+    cuda: str
+    families: frozenset[str]
+    mounts_compat: bool  # legacy toolkit behaviour: it mounts the image's compat libraries
+
+
+@dataclasses.dataclass(frozen=True)
+class CudaRelease:
+    version: str
+    driver: str  # shipped with the toolkit: every feature
+    minor_compat_driver: str  # lowest of the same major family: starts, fewer features
+    forward_compat_drivers: tuple[str, ...]  # one per branch its cuda-compat package supports
+    min_compute_capability: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    gpu_families: dict[str, GpuFamily]
+    cpu_families: dict[str, str]  # family -> CPU architecture
+    amis: dict[str, Ami]
+    cuda: dict[str, CudaRelease]
+
+
+def _fail(where: str, problem: str) -> ConfigError:
+    return ConfigError(f"compatibility table: {where}: {problem}",
+                       "fix that field in images/cuda-compat.yaml")
+
+
+def _mapping(where: str, data: Any) -> dict:
+    if not isinstance(data, dict):
+        raise _fail(where, "must be a mapping")
+    return data
+
+
+def _fields(where: str, data: Any, required: tuple[str, ...], optional: tuple[str, ...] = ()):
+    unknown = sorted(set(_mapping(where, data)) - set(required) - set(optional))
+    if unknown:
+        allowed = ", ".join(sorted(required + optional))
+        raise _fail(where, f"unknown field {unknown[0]!r}; allowed: {allowed}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise _fail(where, f"missing field {missing[0]!r}")
+    return data
+
+
+def _version(where: str, value: Any, pattern: re.Pattern = _DRIVER) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        example = "535.54.03" if pattern is _DRIVER else "12.6"
+        raise _fail(where, f"{value!r} is not a quoted version like \"{example}\"")
+    return value
+
+
+def _flag(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(where, f"{value!r} must be true or false")
+    return value
+
+
+def _list(where: str, value: Any) -> list:
+    if not isinstance(value, list):
+        raise _fail(where, "must be a list")
+    return value
+
+
+def _gpu_family(name: str, data: Any) -> GpuFamily:
+    where = f"gpu_families.{name}"
+    _fields(where, data, ("gpu", "compute_capability", "min_cuda", "driver", "cuda",
+                          "forward_compat"))
+    if not isinstance(data["gpu"], str):
+        raise _fail(f"{where}.gpu", "must be the GPU's name")
+    return GpuFamily(name, data["gpu"],
+                     _version(f"{where}.compute_capability", data["compute_capability"], _MINOR),
+                     _version(f"{where}.min_cuda", data["min_cuda"], _MINOR),
+                     _version(f"{where}.driver", data["driver"]),
+                     _version(f"{where}.cuda", data["cuda"], _MINOR),
+                     _flag(f"{where}.forward_compat", data["forward_compat"]))
+
+
+def _ami(name: str, data: Any, gpu_families: dict) -> Ami:
+    where = f"ami_versions.{name}"
+    _fields(where, data, ("driver", "cuda", "families"), ("mounts_compat",))
+    families = _list(f"{where}.families", data["families"])
+    for i, family in enumerate(families):
+        if family not in gpu_families:
+            raise _fail(f"{where}.families[{i}]", f"{family!r} is not one of the gpu_families")
+    return Ami(name, _version(f"{where}.driver", data["driver"]),
+               _version(f"{where}.cuda", data["cuda"], _MINOR), frozenset(families),
+               _flag(f"{where}.mounts_compat", data.get("mounts_compat", False)))
+
+
+def _cuda(name: Any, data: Any) -> CudaRelease:
+    where = f"cuda.{name}"
+    _version("cuda key", name, _MINOR)
+    _fields(where, data, ("driver", "minor_compat_driver", "forward_compat_drivers",
+                          "min_compute_capability"))
+    bridges = _list(f"{where}.forward_compat_drivers", data["forward_compat_drivers"])
+    return CudaRelease(
+        name, _version(f"{where}.driver", data["driver"]),
+        _version(f"{where}.minor_compat_driver", data["minor_compat_driver"]),
+        tuple(_version(f"{where}.forward_compat_drivers[{i}]", v) for i, v in enumerate(bridges)),
+        _version(f"{where}.min_compute_capability", data["min_compute_capability"], _MINOR))
+
+
+def parse_table(data: Any) -> Table:
+    """Validate the YAML document: every error names the field and what it allows."""
+    _fields("top level", data, ("gpu_families", "cpu_families", "ami_versions", "cuda"))
+    gpu_families = {name: _gpu_family(name, entry)
+                    for name, entry in _mapping("gpu_families", data["gpu_families"]).items()}
+    cpu_families: dict[str, str] = {}
+    for arch, names in _fields("cpu_families", data["cpu_families"], (), ARCHES).items():
+        for name in _list(f"cpu_families.{arch}", names):
+            if name in gpu_families or name in cpu_families:
+                raise _fail(f"cpu_families.{arch}", f"{name!r} is listed twice")
+            cpu_families[name] = arch
+    amis = {name: _ami(name, entry, gpu_families)
+            for name, entry in _mapping("ami_versions", data["ami_versions"]).items()}
+    cuda = {name: _cuda(name, entry) for name, entry in _mapping("cuda", data["cuda"]).items()}
+    return Table(gpu_families, cpu_families, amis, cuda)
+
+
+def load_table(path: Path = TABLE_PATH) -> Table:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"compatibility table not found: {path}",
+                          "run from a byoc checkout (images/cuda-compat.yaml)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"compatibility table {path} is not valid YAML: {exc}",
+                          "fix the YAML syntax at the line named") from None
+    return parse_table(data)
+
+
+@functools.cache
+def default_table() -> Table:
+    return load_table(TABLE_PATH)
+
+
+# -- the image ----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ImageFacts:
+    reference: str
+    cuda: str | None  # None: a CPU image
+    torch: str
+    architecture: str
+    instance_types: tuple[str, ...]
+    compat_libs: str | None = None  # COMPAT_LABEL: a CUDA version, "none", or None: not said
+
+    def describe(self) -> str:
+        what = f"CUDA {self.cuda}" if self.cuda else "CPU"
+        return f"{what}, torch {self.torch}, linux/{self.architecture}"
+
+
+def facts_from_labels(reference: str, labels: dict[str, str] | None,
+                      architecture: str = "amd64") -> ImageFacts:
+    """What the gate needs, from the labels the build wrote (render.image_labels)."""
+    labels = labels or {}
+    cuda = labels.get("dev.byoc.cuda")
+    if cuda is None:
+        raise UsageError(f"{reference} has no dev.byoc.cuda label: its CUDA version is unknown",
+                         "check images built by `python build.py`, or rebuild this one")
+    if cuda != "none" and not _MINOR.fullmatch(cuda):
+        raise UsageError(f"{reference}: label dev.byoc.cuda={cuda!r} is not like 12.6 or none")
+    instances = tuple(t for t in labels.get("dev.byoc.instance-types", "").split(",") if t)
+    return ImageFacts(reference, None if cuda == "none" else cuda,
+                      labels.get("dev.byoc.torch", "unknown"), architecture, instances,
+                      labels.get(COMPAT_LABEL))
+
+
+def image_facts(reference: str) -> ImageFacts:
+    """The Docker lookup: a local image's labels and architecture."""
+    from docker.errors import ImageNotFound
+
+    from .launcher import client
+
+    try:
+        image = client().images.get(reference)
+    except ImageNotFound:
+        raise ByocError(f"image {reference} not found locally",
+                        "build it first (python build.py torchserve), or docker pull it") from None
+    return facts_from_labels(reference, image.labels, image.attrs.get("Architecture", "amd64"))
+
+
+# -- the decision -------------------------------------------------------------------------
+
+class Outcome(enum.Enum):
+    STARTS = "starts"
+    FORWARD_COMPAT = "starts with forward compatibility"
+    WILL_NOT_START = "will not start"
+    WRONG_TARGET = "wrong instance for this image"
+
+    @property
+    def blocks(self) -> bool:
+        return self in (Outcome.WILL_NOT_START, Outcome.WRONG_TARGET)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    instance: str
+    outcome: Outcome
+    reason: str
+    fix: str | None = None
+
+    def line(self) -> str:
+        return f"{self.instance}: {self.outcome.value}: {self.reason}"
+
+
+def _family(instance: str) -> str:
+    match = _INSTANCE.fullmatch(instance)
+    if not match:
+        raise UsageError(f"{instance!r} is not an instance type like ml.g5.xlarge")
+    return match.group(1)
+
+
+def _runs(release: CudaRelease, gpu: GpuFamily, driver: str) -> tuple[Outcome, str]:
+    """A CUDA release on a GPU under a host driver, before asking what the image ships."""
+    cuda = release.version
+    if _num(gpu.compute_capability) < _num(release.min_compute_capability):
+        return Outcome.WILL_NOT_START, (
+            f"CUDA {cuda} does not support the {gpu.gpu} (compute capability "
+            f"{gpu.compute_capability} < {release.min_compute_capability})")
+    if _num(cuda) < _num(gpu.min_cuda):
+        return Outcome.WILL_NOT_START, f"the {gpu.gpu} needs CUDA {gpu.min_cuda} or newer"
+    if at_least(driver, release.driver):
+        return Outcome.STARTS, f"driver {driver} runs CUDA {cuda} natively"
+    if at_least(driver, release.minor_compat_driver):
+        return Outcome.STARTS, (f"driver {driver} runs CUDA {cuda} through minor-version "
+                                f"compatibility (>= {release.minor_compat_driver})")
+    needs = f"driver {driver} is older than CUDA {cuda} needs (>= {release.minor_compat_driver})"
+    branch = _num(driver)[0]
+    if not any(_num(bridge)[0] == branch and at_least(driver, bridge)
+               for bridge in release.forward_compat_drivers):
+        return Outcome.WILL_NOT_START, (f"{needs}, and its forward-compat package does not "
+                                        f"support the {branch} driver branch")
+    if not gpu.forward_compat:
+        return Outcome.WILL_NOT_START, f"{needs}, and the {gpu.gpu} has no forward compatibility"
+    return Outcome.FORWARD_COMPAT, (f"{needs}: the image must put cuda-compat-"
+                                    f"{cuda.replace('.', '-')} on LD_LIBRARY_PATH at start")
+
+
+def _fix(table: Table, gpu: GpuFamily, release: CudaRelease, driver: str) -> str:
+    """The smallest changes that make it start: an AMI version, or another CUDA."""
+    offered = sorted((a for a in table.amis.values() if gpu.name in a.families),
+                     key=lambda a: (a.mounts_compat, _num(a.driver)))
+    fixes = [f"set InferenceAmiVersion to {a.name} (driver {a.driver})"
+             for a in offered if _runs(release, gpu, a.driver)[0] is Outcome.STARTS][:1]
+    releases = sorted(table.cuda.values(), key=lambda r: _num(r.version), reverse=True)
+    native = [r for r in releases if _runs(r, gpu, driver)[0] is Outcome.STARTS]
+    if native:
+        fixes.append(f"build for CUDA {native[0].version} (starts on driver {driver})")
+    bridged = [r for r in releases if _runs(r, gpu, driver)[0] is Outcome.FORWARD_COMPAT]
+    if bridged and _runs(release, gpu, driver)[0] is Outcome.WILL_NOT_START:
+        fixes.append(f"build for CUDA {bridged[0].version} with its forward-compat libraries")
+    return ", or ".join(fixes) or f"nothing in the table runs CUDA {release.version} on a {gpu.gpu}"
+
+
+def decide(table: Table, facts: ImageFacts, instance: str, ami: str | None = None) -> Verdict:
+    family = _family(instance)
+    if family in table.cpu_families:
+        arch = table.cpu_families[family]
+        if facts.cuda is not None:
+            return Verdict(instance, Outcome.WRONG_TARGET,
+                           f"a GPU image (CUDA {facts.cuda}) on a CPU instance",
+                           "build the cpu variant for it (--variant cpu), or target a GPU instance")
+        if arch != facts.architecture:
+            return Verdict(instance, Outcome.WILL_NOT_START,
+                           f"a linux/{facts.architecture} image on a linux/{arch} instance (C20)",
+                           f"build for linux/{arch}, or pick a linux/{facts.architecture} family")
+        return Verdict(instance, Outcome.STARTS, "a CPU image on a CPU instance: no CUDA to check")
+    gpu = table.gpu_families.get(family)
+    if gpu is None:
+        raise ConfigError(f"{instance}: instance family {family!r} is not in the compatibility "
+                          "table", "add it to images/cuda-compat.yaml (gpu_families or "
+                          "cpu_families) with its default driver")
+    if facts.cuda is None:
+        return Verdict(instance, Outcome.WRONG_TARGET,
+                       f"a CPU image on a GPU instance ({gpu.gpu}) leaves the GPU idle (C27)",
+                       "build the gpu variant (--variant gpu), or target a CPU instance")
+    if facts.architecture != "amd64":
+        return Verdict(instance, Outcome.WILL_NOT_START,
+                       f"a linux/{facts.architecture} image on a linux/amd64 GPU instance (C20)",
+                       "build for linux/amd64")
+    release = table.cuda.get(facts.cuda)
+    if release is None:
+        raise ConfigError(f"CUDA {facts.cuda} ({facts.reference}) is not in the compatibility "
+                          "table", "add it under cuda: in images/cuda-compat.yaml with its "
+                          "drivers from the CUDA release notes")
+    if ami is None:
+        driver, host = gpu.driver, f"default driver {gpu.driver}"
+    elif ami in table.amis and gpu.name in table.amis[ami].families:
+        driver, host = table.amis[ami].driver, ami
+    else:
+        offered = [a.name for a in table.amis.values() if gpu.name in a.families]
+        return Verdict(instance, Outcome.WILL_NOT_START, f"{ami} is not offered for ml.{family}",
+                       f"use one of: {', '.join(offered)}" if offered else "leave out the AMI")
+    outcome, reason = _runs(release, gpu, driver)
+    reason = f"{gpu.gpu}, {host}: {reason}"
+    if outcome is Outcome.FORWARD_COMPAT:
+        if facts.compat_libs == "none":
+            outcome, reason = Outcome.WILL_NOT_START, f"{reason}; the image ships none"
+        elif facts.compat_libs is None:
+            reason = f"{reason} (its labels do not say whether it ships them: {COMPAT_LABEL})"
+    fix = None if outcome is Outcome.STARTS else _fix(table, gpu, release, driver)
+    return Verdict(instance, outcome, reason, fix)
+
+
+# -- the gate and the `check` command -----------------------------------------------------
+
+def check(facts: ImageFacts, instances, ami: str | None = None,
+          table: Table | None = None) -> list[Verdict]:
+    table = table or default_table()
+    if ami is not None and ami not in table.amis:
+        raise UsageError(f"--ami-version {ami}: not an inference AMI version in the table",
+                         f"use one of: {', '.join(table.amis)}")
+    return [decide(table, facts, instance, ami) for instance in instances]
+
+
+def report(verdicts: list[Verdict], console) -> None:
+    for verdict in verdicts:
+        if verdict.outcome is Outcome.STARTS:
+            console.ok(verdict.line())
+        elif verdict.outcome is Outcome.FORWARD_COMPAT:
+            console.warn(verdict.line())
+            console.info(f"  to start without it: {verdict.fix}")
+        else:
+            console.info(f"NO  {verdict.line()}")
+            console.info(f"  fix: {verdict.fix}")
+
+
+def gate(facts: ImageFacts, instances, ami: str | None, allow: bool, console,
+         table: Table | None = None) -> list[Verdict]:
+    """Check and report; refuse an image that will not start, unless allowed (loudly)."""
+    instances = tuple(instances or ())
+    if not instances:
+        console.info(f"compatibility: no instance types for {facts.reference}: nothing to check")
+        return []
+    console.step(f"compatibility: {facts.reference} ({facts.describe()})"
+                 + (f" with {ami}" if ami else ""))
+    verdicts = check(facts, instances, ami, table)
+    report(verdicts, console)
+    blocked = [v for v in verdicts if v.outcome.blocks]
+    if not blocked:
+        return verdicts
+    problems = []
+    for outcome, what in ((Outcome.WILL_NOT_START, "will not start on"),
+                          (Outcome.WRONG_TARGET, "is the wrong image for")):
+        names = [v.instance for v in blocked if v.outcome is outcome]
+        if names:
+            problems.append(f"{what} {', '.join(names)}")
+    if allow:
+        console.warn(f"--allow-incompatible: going on with {facts.reference}, which "
+                     + " and ".join(problems).replace("will not", "will NOT"))
+        return verdicts
+    raise IncompatibleImage(f"{facts.reference} {' and '.join(problems)}",
+                            f"{blocked[0].fix}; to build or push it anyway, pass "
+                            "--allow-incompatible")
+
+
+def gate_image(reference: str, instance_types, ami_version: str | None, allow: bool,
+               console) -> list[Verdict]:
+    """For push: gate a local image. No instance_types: those in its labels."""
+    facts = image_facts(reference)
+    return gate(facts, instance_types or facts.instance_types, ami_version, allow, console)
 
 
 def add_gate_options(parser: argparse.ArgumentParser) -> None:
     """Options for the gate that build and push run."""
+    parser.add_argument("--ami-version", metavar="VERSION",
+                        help="the endpoint's InferenceAmiVersion, e.g. "
+                             "al2-ami-sagemaker-inference-gpu-3-1 (default: the instance's "
+                             "default driver)")
+    parser.add_argument("--allow-incompatible", action="store_true",
+                        help="go on when the compatibility gate says the image will not start "
+                             "on a target instance (loud; never the default)")
 
 
 def register(subparsers) -> None:
     """Add the `check IMAGE --instance ...` subcommand."""
+    p = subparsers.add_parser("check", help="will an image start on a SageMaker instance? "
+                                            "(its CUDA against the instance's driver)")
+    p.add_argument("image")
+    p.add_argument("--instance", action="append", dest="instances", metavar="TYPE",
+                   help="instance type such as ml.g5.xlarge; repeatable (default: the image's "
+                        "dev.byoc.instance-types label)")
+    p.add_argument("--ami-version", metavar="VERSION",
+                   help="the endpoint's InferenceAmiVersion (default: the instance's default)")
 
 
 def gate_built(args, built, spec, console) -> None:
     """Refuse (overridably) an image that would not start on its target instances."""
+    gate_image(built.reference, spec.instance_types, args.ami_version,
+               args.allow_incompatible, console)
 
 
 def run_check_command(args, console) -> int:
-    return 2
+    facts = image_facts(args.image)
+    instances = args.instances or facts.instance_types
+    if not instances:
+        raise UsageError(f"no instance types to check {args.image} against",
+                         "pass --instance ml.g5.xlarge (repeatable)")
+    gate(facts, instances, args.ami_version, False, console)
+    return ExitStatus.OK

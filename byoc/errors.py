@@ -10,6 +10,7 @@ class ExitStatus(enum.IntEnum):
     ERROR = 1  # a build, verify or push step failed
     USAGE = 2  # bad command line or configuration
     VERIFY_FAILED = 3  # the image broke a contract point
+    INCOMPATIBLE = 4  # the image would not start on an instance it targets (CUDA vs driver)
 
 
 class ByocError(Exception):
@@ -37,3 +38,9 @@ class DockerError(ByocError):
 
 class VerifyFailed(ByocError):
     exit_status = ExitStatus.VERIFY_FAILED
+
+
+class IncompatibleImage(ByocError):
+    """The compatibility gate says the image will not start where it is meant to run."""
+
+    exit_status = ExitStatus.INCOMPATIBLE
