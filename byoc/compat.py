@@ -22,6 +22,7 @@ from . import IMAGES_DIR
 from .errors import ByocError, ConfigError, ExitStatus, IncompatibleImage, UsageError
 
 TABLE_PATH = IMAGES_DIR / "cuda-compat.yaml"
+AMI_LABEL = "dev.byoc.ami-version"
 COMPAT_LABEL = "dev.byoc.cuda-compat"  # optional: CUDA of the compat libraries inside, or "none"
 ARCHES = ("amd64", "arm64")
 
@@ -203,6 +204,7 @@ class ImageFacts:
     architecture: str
     instance_types: tuple[str, ...]
     compat_libs: str | None = None  # COMPAT_LABEL: a CUDA version, "none", or None: not said
+    ami_version: str | None = None  # AMI_LABEL: the InferenceAmiVersion the config names
 
     def describe(self) -> str:
         what = f"CUDA {self.cuda}" if self.cuda else "CPU"
@@ -222,7 +224,7 @@ def facts_from_labels(reference: str, labels: dict[str, str] | None,
     instances = tuple(t for t in labels.get("dev.byoc.instance-types", "").split(",") if t)
     return ImageFacts(reference, None if cuda == "none" else cuda,
                       labels.get("dev.byoc.torch", "unknown"), architecture, instances,
-                      labels.get(COMPAT_LABEL))
+                      labels.get(COMPAT_LABEL), labels.get(AMI_LABEL))
 
 
 def image_facts(reference: str) -> ImageFacts:
@@ -387,7 +389,9 @@ def report(verdicts: list[Verdict], console) -> None:
 
 def gate(facts: ImageFacts, instances, ami: str | None, allow: bool, console,
          table: Table | None = None) -> list[Verdict]:
-    """Check and report; refuse an image that will not start, unless allowed (loudly)."""
+    """Check and report; refuse an image that will not start, unless allowed (loudly).
+    Without an explicit AMI version, the one the image config names (its label) counts."""
+    ami = ami or facts.ami_version
     instances = tuple(instances or ())
     if not instances:
         console.info(f"compatibility: no instance types for {facts.reference}: nothing to check")

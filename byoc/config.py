@@ -96,6 +96,9 @@ class ImageSpec:
     bake_model: bool = True
     push: PushSettings = PushSettings()
     runtime: str = "pypi"
+    # ProductionVariant.InferenceAmiVersion the endpoint must use (None: the default
+    # driver of each instance type); the compatibility gate checks against it.
+    ami_version: str | None = None
 
     @property
     def name(self) -> str:
@@ -164,6 +167,13 @@ def _torch(where: str, data: Any) -> TorchSpec:
     if cuda is not None:
         cuda = _match(f"{where}.cuda", str(cuda), re.compile(r"^[0-9]+\.[0-9]+$"), "like 12.4")
     return TorchSpec(version=version, index_url=index_url, cuda=cuda)
+
+
+def _ami(where: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    return _match(where, value, re.compile(r"^al[0-9]+-ami-sagemaker-inference-gpu-[0-9-]+$"),
+                  "an InferenceAmiVersion like al2023-ami-sagemaker-inference-gpu-4-1")
 
 
 def _server(where: str, data: Any) -> ServerSettings:
@@ -281,7 +291,7 @@ def _push(where: str, data: Any, base: Path) -> PushSettings:
 def _image(where: str, data: Any, defaults: dict, base: Path = IMAGES_DIR) -> ImageSpec:
     allowed = {"flavor", "variant", "repository", "base_image", "python", "server_version",
                "torch", "source", "tags", "instance_types", "labels", "server", "runtime",
-               "push"}
+               "push", "ami_version"}
     _only_keys(where, data, allowed)
     merged = {**defaults, **data}
     default_push, image_push = defaults.get("push") or {}, data.get("push") or {}
@@ -333,6 +343,7 @@ def _image(where: str, data: Any, defaults: dict, base: Path = IMAGES_DIR) -> Im
         labels=tuple(sorted(labels.items())),
         server=_server(f"{where}.server", merged.get("server")),
         runtime=runtime,
+        ami_version=_ami(f"{where}.ami_version", merged.get("ami_version")),
         push=_push(f"{where}.push" if image_push else "defaults.push",
                    {**default_push, **image_push}, base),
     )

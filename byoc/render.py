@@ -85,6 +85,8 @@ def image_labels(spec: ImageSpec) -> list[tuple[str, str]]:
     }
     if flavor.multi_model:
         labels["dev.byoc.multi-model"] = "true"
+    if spec.ami_version:
+        labels["dev.byoc.ami-version"] = spec.ami_version
     labels.update(dict(spec.labels))
     return sorted(labels.items())
 
@@ -97,7 +99,8 @@ def render_dockerfile(spec: ImageSpec, *, torch_from_wheelhouse: bool = False) -
         apt_packages=list(BASE_APT_PACKAGES) + list(flavor.apt_packages(spec)),
         torch_pip_args=torch_pip_args(spec, torch_from_wheelhouse),
         train_requirements=list(TRAIN_REQUIREMENTS),
-        runtime_env=flavor.runtime_env(spec),
+        # BYOC_CUDA lets serve decide on forward-compatibility libraries at start (C26).
+        runtime_env=flavor.runtime_env(spec) + [("BYOC_CUDA", spec.torch.cuda or "none")],
         labels=image_labels(spec),
         multi_model=flavor.multi_model,
         baked_model_dir=BAKED_MODEL_DIR,

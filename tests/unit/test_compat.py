@@ -406,3 +406,16 @@ def test_the_shipped_table_loads_and_knows_the_default_drivers():
 ])
 def test_a_bare_branch_compares_by_branch(driver, minimum, expected):
     assert compat.at_least(driver, minimum) is expected
+
+
+def test_the_image_configs_ami_version_is_used_when_none_is_given():
+    """The shipped gpu images name the driver-580 AMI; the gate reads it from the label."""
+    labels = {"dev.byoc.cuda": "13.0", "dev.byoc.instance-types": "ml.g5.xlarge,ml.g6.xlarge",
+              "dev.byoc.ami-version": "al2023-ami-sagemaker-inference-gpu-4-1"}
+    facts = compat.facts_from_labels("img", labels)
+    verdicts = compat.gate(facts, facts.instance_types, None, False, Console(io.StringIO()))
+    assert [v.outcome for v in verdicts] == [compat.Outcome.STARTS, compat.Outcome.STARTS]
+    no_ami = compat.facts_from_labels("img", {k: v for k, v in labels.items()
+                                              if k != "dev.byoc.ami-version"})
+    with pytest.raises(IncompatibleImage):
+        compat.gate(no_ami, no_ami.instance_types, None, False, Console(io.StringIO()))

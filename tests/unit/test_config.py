@@ -3,6 +3,7 @@ names the exact field and what it allows."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ def test_unknown_variant_names_field_and_variants(tmp_path):
 def test_unknown_field_is_named_with_the_allowed_ones(tmp_path):
     message = load_error(tmp_path, entry(colour="red"))
     assert "images[0]: unknown field 'colour'" in message
-    assert "allowed: base_image, flavor," in message
+    assert "allowed: ami_version, base_image, flavor," in message
 
 
 def test_unknown_torch_field_is_named(tmp_path):
@@ -229,3 +230,91 @@ def test_select_undeclared_image_lists_the_declared_ones(tmp_path):
 def test_select_unknown_variant_names_the_allowed_ones(tmp_path):
     with pytest.raises(ConfigError, match="variant: 'tpu' is not one of cpu, gpu"):
         config.select(load_entries(tmp_path, entry()), "torchserve", "tpu")
+
+
+# -- push settings (byoc/push.py; never in the Dockerfile) ----------------------------------
+
+def test_shipped_push_settings_keep_content_tags_immutable(shipped):
+    for spec in shipped.values():
+        assert spec.push.tag_mutability == "IMMUTABLE"
+        assert "{sha}" in spec.push.content_tag
+        assert spec.push.lifecycle_policy is not None
+
+
+def test_push_defaults_apply_when_the_config_has_no_push_block(tmp_path):
+    assert load_entries(tmp_path, entry())["torchserve-cpu"].push == config.PushSettings()
+
+
+def test_image_push_block_overrides_defaults_key_by_key(tmp_path):
+    defaults = {"push": {"region": "eu-west-1", "scan_on_push": False,
+                         "moving_tags": ["latest-{variant}"]}}
+    spec = load_entries(tmp_path, entry(push={"region": "us-east-2"}),
+                        defaults=defaults)["torchserve-cpu"]
+    assert spec.push.region == "us-east-2"
+    assert spec.push.scan_on_push is False and spec.push.moving_tags == ("latest-{variant}",)
+
+
+def test_keep_last_becomes_an_ecr_lifecycle_policy(tmp_path):
+    spec = load_entries(tmp_path, entry(push={"lifecycle": {"keep_last": 7}}))["torchserve-cpu"]
+    rule = json.loads(spec.push.lifecycle_policy)["rules"][0]
+    assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan",
+                                 "countNumber": 7}
+    assert rule["action"] == {"type": "expire"}
+
+
+def test_lifecycle_policy_file_is_read_beside_the_config(tmp_path):
+    policy = {"rules": [{"rulePriority": 1, "description": "expire untagged after 3 days",
+                         "selection": {"tagStatus": "untagged", "countType":
+                                       "sinceImagePushed", "countUnit": "days", "countNumber": 3},
+                         "action": {"type": "expire"}}]}
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    spec = load_entries(tmp_path, entry(push={"lifecycle": {"policy_file": "policy.json"}}))
+    assert json.loads(spec["torchserve-cpu"].push.lifecycle_policy) == policy
+
+
+@pytest.mark.parametrize("push, field, needle", [
+    ({"tag_mutability": "SOMETIMES"}, "push.tag_mutability", "IMMUTABLE, MUTABLE"),
+    ({"encryption": "DES"}, "push.encryption", "AES256, KMS"),
+    ({"kms_key": "alias/x"}, "push.kms_key", "only with encryption: KMS"),
+    ({"encryption": "KMS", "kms_key": "bad key"}, "push.kms_key", "a KMS key ARN"),
+    ({"region": "Europe"}, "push.region", "an AWS region like us-east-1"),
+    ({"scan_on_push": "yes"}, "push.scan_on_push", "must be true or false"),
+    ({"create_repository": 1}, "push.create_repository", "must be true or false"),
+    ({"lifecycle": {"keep_last": 0}}, "push.lifecycle.keep_last", "from 1 to 10000"),
+    ({"lifecycle": {"keep_last": 3, "policy_file": "x.json"}}, "push.lifecycle",
+     "exactly one of keep_last, policy_file"),
+    ({"lifecycle": {"policy_file": "missing.json"}}, "push.lifecycle.policy_file",
+     "cannot read"),
+    ({"lifecycle": {"expire": 3}}, "push.lifecycle", "unknown field 'expire'"),
+    ({"content_tag": "{version}-{variant}"}, "push.content_tag", "must contain {sha}"),
+    ({"content_tag": "{version}-{branch}-{sha}"}, "push.content_tag", "placeholders allowed"),
+    ({"moving_tags": "latest"}, "push.moving_tags", "must be a list"),
+    ({"moving_tags": ["{branch}"]}, "push.moving_tags[0]", "would also match content tags"),
+    ({"moving_tags": ["latest {variant}"]}, "push.moving_tags[0]", "a Docker tag"),
+    ({"moving_tags": [f"t{i}" for i in range(6)]}, "push.moving_tags", "at most 5"),
+    ({"colour": "red"}, "push", "unknown field 'colour'"),
+])
+def test_bad_push_setting_names_its_field(tmp_path, push, field, needle):
+    message = load_error(tmp_path, entry(push=push))
+    assert f"images[0].{field}" in message and needle in message
+
+
+def test_bad_push_default_is_named_under_defaults(tmp_path):
+    message = load_error(tmp_path, entry(), defaults={"push": {"encryption": "DES"}})
+    assert "defaults.push.encryption" in message
+
+
+def test_lifecycle_policy_file_without_rules_is_refused(tmp_path):
+    (tmp_path / "policy.json").write_text('{"rule": []}')
+    message = load_error(tmp_path, entry(push={"lifecycle": {"policy_file": "policy.json"}}))
+    assert "must hold an object with a 'rules' list" in message
+
+
+def test_moving_tag_templates_become_ecr_wildcards():
+    assert config.mutability_filter("latest-{variant}") == "latest-*"
+    assert config.mutability_filter("branch-{branch}-{flavor}") == "branch-*-*"
+
+
+def test_ami_version_must_look_like_an_inference_ami(tmp_path):
+    message = load_error(tmp_path, entry(ami_version="ubuntu-22.04"))
+    assert "images[0].ami_version" in message and "InferenceAmiVersion" in message

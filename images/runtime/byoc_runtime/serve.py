@@ -18,6 +18,7 @@ import time
 from aiohttp import web
 
 from . import settings as settings_mod
+from .cuda_compat import apply_forward_compat
 from .front import Front
 
 log = logging.getLogger("byoc.serve")
@@ -56,12 +57,17 @@ async def supervise(flavor: str) -> int:
     settings = settings_mod.from_env()
     backend = make_backend(flavor, settings)
     argv = backend.command()
+    # CUDA forward-compatibility libraries go on the library path only when the host
+    # driver is older than the image's CUDA needs (C26); serve itself never loads CUDA.
+    env, compat_line = apply_forward_compat(os.environ, os.environ.get("BYOC_CUDA", "none"))
+    log.info("cuda compat: %s", compat_line)
+    env = {**env, **backend.env()}
     log.info("starting %s: %s", backend.name, " ".join(argv))
     if getattr(backend, "native", False):
         # The server owns the public port itself (Triton's own SageMaker endpoint):
         # nothing to supervise, so it replaces this process and gets signals from tini.
-        os.execvpe(argv[0], argv, {**os.environ, **backend.env()})
-    proc = subprocess.Popen(argv, env={**os.environ, **backend.env()}, start_new_session=True)
+        os.execvpe(argv[0], argv, env)
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
 
     front = Front(settings, backend)
     runner = web.AppRunner(front.app(), access_log=None, shutdown_timeout=FRONT_DRAIN_S)
