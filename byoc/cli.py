@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import builder, compat, config, launcher, push
+from . import builder, compare, compat, config, launcher, push
 from .console import Console
 from .errors import ByocError, ExitStatus, UsageError
 from .render import render_context
@@ -60,6 +60,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-timeout", type=float, default=launcher.DEFAULT_STARTUP_BUDGET_S)
     push.register(sub)
     compat.register(sub)
+    compare.register(sub)
     p = sub.add_parser("package-model", help="write the SageMaker model.tar.gz for a flavor")
     p.add_argument("flavor", choices=config.FLAVORS)
     _image_options(p, default_variant="cpu")
@@ -128,7 +129,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 
 # Subcommands that live in their own modules: name -> run(args, console).
-COMMANDS = {"push": push.run_push_command, "check": compat.run_check_command}
+COMMANDS = {"push": push.run_push_command, "check": compat.run_check_command,
+            "compare": compare.run_compare_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
