@@ -1,7 +1,8 @@
-"""The TorchServe image (cpu variant) against the SageMaker contract, in real containers.
+"""Every image flavor (cpu variants) against the SageMaker contract, in real containers.
 
-`verify` runs once per session (the same product code users run); each contract
-point then has its own test, named after its ID, so a regression names the point."""
+`verify` runs once per image (the same product code users run); each contract point
+then has its own test, named after its ID, so a regression names the point and the
+image: test_c04_ping_200_fast_once_loaded[triton]."""
 
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ from byoc import launcher, samples
 from byoc.console import Console
 from byoc.verify import Verifier
 
+IMAGES = {"torchserve": "torchserve_image", "triton": "triton_image",
+          "triton-ngc": "triton_ngc_image"}
 
-@pytest.fixture(scope="module")
-def report(torchserve_image):
-    result = Verifier(torchserve_image, console=Console(sys.stderr)).run()
-    print("\n" + result.table())
+
+@pytest.fixture(scope="module", params=sorted(IMAGES))
+def report(request):
+    image = request.getfixturevalue(IMAGES[request.param])
+    result = Verifier(image, console=Console(sys.stderr)).run()
+    print(f"\nverify {image}\n" + result.table())
     return result
 
 
@@ -93,6 +98,16 @@ def test_c16_ping_not_logged(report):
 
 def test_c17_c18_c20_labels_and_architecture(report):
     for cid in ("C17", "C18", "C20"):
+        passed(report, cid)
+
+
+def test_c21_to_c25_multi_model_api_where_declared(report):
+    """Images that carry the multi-models label must pass the whole MME API."""
+    declared = any(c.cid == "C18" and "present" in c.detail for c in report.checks)
+    if not declared:
+        assert not [c for c in report.checks if c.cid in ("C21", "C22", "C23", "C24", "C25")]
+        return
+    for cid in ("C21", "C22", "C23", "C24", "C25"):
         passed(report, cid)
 
 
