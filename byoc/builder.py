@@ -23,6 +23,7 @@ class BuildOptions:
     ca_cert: str | None = None
     wheelhouse: str | None = None
     work_dir: Path = DEFAULT_WORK_DIR
+    no_cache: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +74,8 @@ def build(spec: ImageSpec, options: BuildOptions, console: Console) -> Built:
         t0 = time.monotonic()
         cli.build(rendered.context_dir, tags=references, target="image",
                   labels=dynamic_labels(gitinfo.current()), secrets=secrets,
-                  progress=_progress_mode(console), on_line=console.progress)
+                  progress=_progress_mode(console), on_line=console.progress,
+                  no_cache=options.no_cache)
         seconds = time.monotonic() - t0
     image = launcher.client().images.get(references[0])
     layers = len(image.attrs.get("RootFS", {}).get("Layers", []))

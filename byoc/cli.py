@@ -39,6 +39,8 @@ def make_parser() -> argparse.ArgumentParser:
         _image_options(p)
         p.add_argument("--tag", help="image reference NAME:TAG (default from the config)")
         p.add_argument("--test", action="store_true", help="verify the image after building")
+        p.add_argument("--no-cache", action="store_true",
+                       help="rebuild every layer (pip and apt caches stay warm)")
         p.add_argument("--gpu", action="store_true", help="verify with all GPUs attached")
         p.add_argument("--startup-timeout", type=float,
                        default=launcher.DEFAULT_STARTUP_BUDGET_S)
@@ -85,7 +87,8 @@ def _spec(args: argparse.Namespace) -> config.ImageSpec:
 
 def _options(args: argparse.Namespace) -> builder.BuildOptions:
     return builder.BuildOptions(tag=getattr(args, "tag", None), ca_cert=args.ca_cert,
-                                wheelhouse=args.wheelhouse)
+                                wheelhouse=args.wheelhouse,
+                                no_cache=getattr(args, "no_cache", False))
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

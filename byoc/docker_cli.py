@@ -51,11 +51,14 @@ class DockerCLI:
 
     def build_argv(self, context: Path, *, tags: Sequence[str], target: str | None,
                    labels: dict[str, str], secrets: dict[str, Path],
-                   progress: str, output: str | None = None) -> list[str]:
+                   progress: str, output: str | None = None,
+                   no_cache: bool = False) -> list[str]:
         argv = [self.binary] + (["buildx", "build"] if self.buildx else ["build"])
         argv += ["--progress", progress]
         if target:
             argv += ["--target", target]
+        if no_cache:
+            argv.append("--no-cache")  # layers only: pip/apt cache mounts stay warm
         if self.buildx:
             # C19: attestations turn the manifest into an OCI index SageMaker rejects.
             argv += ["--provenance=false", "--sbom=false"]
