@@ -135,6 +135,8 @@ class Verifier:
                         f"/ping 200 {report.ready_s:.2f}s after docker run "
                         f"(budget {self.budget:.0f}s)", report.ready_s)
             report.first_answer_s = self.serving_checks(running)
+            if self.gpu:
+                self.gpu_checks(running)
             self.record_shutdown(running)
         self.console.step("verify: SAGEMAKER_BIND_TO_PORT and SAGEMAKER_SAFE_PORT_RANGE")
         self.port_checks()
@@ -289,6 +291,29 @@ class Verifier:
 
         self.check("C13", "never writes to /opt/ml/model", model_dir_untouched)
         return first_answer[0] if first_answer else None
+
+    def gpu_checks(self, running: launcher.Running) -> None:
+        """C27: with GPUs attached, torch sees them and the model is placed on one."""
+        def torch_sees_gpu():
+            result = running.container.exec_run(
+                ["python", "-c", "import torch; print(torch.cuda.is_available(), "
+                 "torch.cuda.device_count(), torch.version.cuda)"])
+            text = result.output.decode().strip()
+            return text.startswith("True"), f"torch.cuda: {text}"
+
+        self.check("C27", "torch sees the GPU inside the container", torch_sees_gpu)
+
+        def model_on_gpu():
+            # Both servers log where the model went: the TorchServe handler ("digits model
+            # loaded on device cuda:0") and the Triton classifier ("digits_classifier on
+            # cuda:0"); a CPU placement with a GPU present is a failure.
+            lines = [line for line in running.logs().splitlines()
+                     if "loaded on device" in line or "digits_classifier on" in line]
+            on_gpu = [line for line in lines if "cuda" in line]
+            return bool(on_gpu) and len(on_gpu) == len(lines), \
+                (on_gpu or lines or ["no placement line in the logs"])[-1][-120:]
+
+        self.check("C27", "model instances placed on the GPU", model_on_gpu)
 
     def record_shutdown(self, running: launcher.Running) -> None:
         code, took = running.stop(timeout_s=30)
