@@ -5,6 +5,8 @@
 #  2. the base images the templates name (pulled when possible, else bootstrapped
 #     offline with mmdebstrap + docker import under the same name)
 #  3. the Python environment (.venv) from the lock file
+#  4. a local registry on 127.0.0.1 for `make images` (Debian's docker-registry; its
+#     htpasswd accepts moto's ECR password, so it also stands in for ECR in tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*"; }
@@ -66,4 +68,17 @@ for image in $(.venv/bin/python -m byoc.baseimages); do
         scripts/bootstrap-base.sh "$image"
     fi
 done
+# -- 4. local registry -------------------------------------------------------------
+# moto (the ECR API in tests) comes with requirements.lock above. The registry listens on
+# 127.0.0.1:${BYOC_LOCAL_REGISTRY_PORT:-5050}; `scripts/local-registry.sh stop` stops it.
+if [ ! -x "${BYOC_DOCKER_REGISTRY:-/usr/bin/docker-registry}" ]; then
+    log "installing Debian's docker-registry"
+    apt_install docker-registry
+    # Debian's own service would serve an open registry on :5000; byoc runs its own.
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q docker-registry 2>/dev/null; then
+        log "disabling Debian's docker-registry service (byoc starts its own on 127.0.0.1)"
+        systemctl disable --now -q docker-registry || true
+    fi
+fi
+scripts/local-registry.sh start
 log "setup done"
