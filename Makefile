@@ -2,11 +2,11 @@
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help setup images test unit lint clean lock
+.PHONY: help setup images test unit lint clean lock registry-start registry-stop gpu-check
 
 help:
 	@echo "make setup   install/start what is missing: Docker engine, base images, .venv"
-	@echo "make images  build and verify the example images (cpu variants)"
+	@echo "make images  build, verify and push the example images (cpu) to the local registry"
 	@echo "make test    the whole test suite: lint, unit, then Docker-backed contract tests"
 	@echo "make unit    fast tests only (no Docker)"
 	@echo "make lint    ruff on the code"
@@ -15,8 +15,25 @@ help:
 setup:
 	scripts/setup.sh
 
+# The local registry that `make setup` starts (scripts/local-registry.sh). Its password is
+# moto's public, deterministic ECR token password: it guards nothing but a dev registry.
+LOCAL_REGISTRY := 127.0.0.1:$(or $(BYOC_LOCAL_REGISTRY_PORT),5050)
+images: export BYOC_REGISTRY_USERNAME = AWS
+images: export BYOC_REGISTRY_PASSWORD = 123456789012-auth-token
+
 images: setup
-	$(PY) build.py torchserve --variant cpu --test
+	$(PY) build.py torchserve --variant cpu --test --push --registry $(LOCAL_REGISTRY)
+	$(PY) build.py triton --variant cpu --test --push --registry $(LOCAL_REGISTRY)
+
+# GPU checks without Docker (tests/gpu/gpu_check.py): prints SKIP where CUDA is absent.
+gpu-check:
+	$(PY) tests/gpu/gpu_check.py
+
+registry-start:
+	scripts/local-registry.sh start
+
+registry-stop:
+	scripts/local-registry.sh stop
 
 lint:
 	$(PY) -m ruff check byoc handlers images/runtime tests build.py

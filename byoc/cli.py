@@ -106,8 +106,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
             verify.verify(built.reference, gpu=args.gpu, startup_budget_s=args.startup_timeout,
                           console=console)
         if args.push:
-            push.push_built(args, built, spec, console)
-        print(built.reference)
+            # stdout carries one line, the result: here the URI with its digest, for CI.
+            print(push.push_built(args, built, spec, console).uri)
+        else:
+            print(built.reference)
         return ExitStatus.OK
     if args.command in COMMANDS:
         return int(COMMANDS[args.command](args, console))

@@ -76,6 +76,7 @@ def image_labels(spec: ImageSpec) -> list[tuple[str, str]]:
         "org.opencontainers.image.source": spec.source,
         "dev.byoc.flavor": spec.flavor,
         "dev.byoc.variant": spec.variant,
+        "dev.byoc.runtime": spec.runtime,
         "dev.byoc.python": spec.python,
         "dev.byoc.torch": spec.torch.version,
         "dev.byoc.cuda": spec.torch.cuda or "none",

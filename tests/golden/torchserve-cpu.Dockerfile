@@ -83,6 +83,7 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port="true" \
       dev.byoc.instance-types="ml.c6i.xlarge,ml.m6i.xlarge" \
       dev.byoc.model="digits (baked)" \
       dev.byoc.python="3.11" \
+      dev.byoc.runtime="pypi" \
       dev.byoc.server="TorchServe 0.12.0" \
       dev.byoc.torch="2.13.0" \
       dev.byoc.variant="cpu" \

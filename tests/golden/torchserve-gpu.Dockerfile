@@ -84,6 +84,7 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port="true" \
       dev.byoc.instance-types="ml.g5.xlarge,ml.g6.xlarge" \
       dev.byoc.model="digits (baked)" \
       dev.byoc.python="3.11" \
+      dev.byoc.runtime="pypi" \
       dev.byoc.server="TorchServe 0.12.0" \
       dev.byoc.torch="2.14.1" \
       dev.byoc.variant="gpu" \

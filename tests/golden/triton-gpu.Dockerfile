@@ -99,6 +99,7 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port="true" \
       dev.byoc.model="digits (baked)" \
       dev.byoc.multi-model="true" \
       dev.byoc.python="3.11" \
+      dev.byoc.runtime="pytriton" \
       dev.byoc.server="Triton 2.51.0" \
       dev.byoc.torch="2.14.1" \
       dev.byoc.variant="gpu" \
