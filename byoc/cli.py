@@ -116,7 +116,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.command == "render":
         spec = _spec(args)
         out = Path(args.out or builder.DEFAULT_WORK_DIR / spec.name)
-        rendered = render_context(spec, out)
+        from .build_inputs import find_wheelhouse
+
+        # The wheelhouse changes the rendered torch line, so render sees it as build does.
+        rendered = render_context(spec, out, find_wheelhouse(args.wheelhouse))
         console.ok(f"rendered {spec.name}: {rendered.dockerfile}")
         return ExitStatus.OK
     if args.command == "verify":

@@ -13,16 +13,48 @@ log() { printf '==> %s\n' "$*"; }
 DOCKER=${BYOC_DOCKER:-docker}
 command -v "$DOCKER" >/dev/null 2>&1 || DOCKER=/usr/bin/docker
 
+SUDO=()
+if [ "$(id -u)" != 0 ]; then SUDO=(sudo -n); fi  # hosted CI runners: passwordless sudo
 apt_install() {
-    if [ "$(id -u)" != 0 ]; then
+    if [ "${#SUDO[@]}" -gt 0 ] && ! sudo -n true 2>/dev/null; then
         echo "ERROR need root to install $*; install them yourself or run as root" >&2
         exit 1
     fi
-    if [ -z "${APT_UPDATED:-}" ]; then apt-get update -q >/dev/null; APT_UPDATED=1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    if [ -z "${APT_UPDATED:-}" ]; then "${SUDO[@]}" apt-get update -q >/dev/null; APT_UPDATED=1; fi
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "$@" >/dev/null
 }
 
 docker_answers() { "$DOCKER" info >/dev/null 2>&1; }
+
+# The Python environment (.venv) from the lock files; alone with --python-only (`make venv`).
+python_env() {
+    if [ ! -x .venv/bin/python ]; then
+        log "creating .venv"
+        python3 -m venv .venv
+    fi
+    if ! cat requirements.lock requirements-tools.lock | cmp -s - .venv/.byoc-lock 2>/dev/null; then
+        log "installing Python dependencies from requirements.lock and requirements-tools.lock"
+        # The lock pins torch's CPU build (+cpu): from PyTorch's CPU index where it resolves,
+        # else from a local find-links wheelhouse (pip's own configuration). Asking an
+        # unreachable index makes pip retry for minutes, so only ask one that resolves.
+        local extra=()
+        if getent hosts download.pytorch.org >/dev/null 2>&1; then
+            extra=(--extra-index-url https://download.pytorch.org/whl/cpu)
+        fi
+        .venv/bin/pip install -q "${extra[@]}" -r requirements.lock
+        .venv/bin/pip install -q --require-hashes --no-deps -r requirements-tools.lock
+        .venv/bin/pip install -q --no-deps -e .
+        cat requirements.lock requirements-tools.lock > .venv/.byoc-lock
+    else
+        log "Python dependencies up to date"
+    fi
+}
+if [ "${1:-}" = --python-only ]; then
+    python_env
+    log "setup done (Python environment only)"
+    exit 0
+fi
 
 # -- 1. Docker engine --------------------------------------------------------------
 if docker_answers; then
@@ -44,21 +76,16 @@ else
 fi
 
 # -- 2. Python environment ---------------------------------------------------------
-if [ ! -x .venv/bin/python ]; then
-    log "creating .venv"
-    python3 -m venv .venv
-fi
-if ! cmp -s requirements.lock .venv/.byoc-lock 2>/dev/null; then
-    log "installing Python dependencies from requirements.lock"
-    .venv/bin/pip install -q -r requirements.lock
-    .venv/bin/pip install -q --no-deps -e .
-    cp requirements.lock .venv/.byoc-lock
-else
-    log "Python dependencies up to date"
-fi
+python_env
 
 # -- 3. base images ----------------------------------------------------------------
 for image in $(.venv/bin/python -m byoc.baseimages); do
+    if [[ "$image" == nvcr.io/* ]]; then
+        # NGC bases are large (~16 GB) and pulled when you build that runtime; the tests
+        # build a labelled stand-in when the real one is absent.
+        log "base image $image: not pulled by setup (needed only for --runtime ngc)"
+        continue
+    fi
     if "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
         log "base image $image present"
     elif timeout 120 "$DOCKER" pull -q "$image" >/dev/null 2>&1; then

@@ -26,6 +26,9 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=bind,source=build,target=/byoc-build \
     --mount=type=bind,source=wheelhouse,target=/wheelhouse \
     sh /byoc-build/pip-install.sh torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu
+# Fail here, not on an instance, when pip found another torch build than the config says.
+RUN python -c 'import sys, torch; got = torch.version.cuda or "none"; sys.exit(0 if got == sys.argv[1] else f"torch is built for CUDA {got}, the config says {sys.argv[1]}")' none
+
 COPY requirements.txt /opt/byoc/requirements.txt
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=cacert \

@@ -26,6 +26,9 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=bind,source=build,target=/byoc-build \
     --mount=type=bind,source=wheelhouse,target=/wheelhouse \
     sh /byoc-build/pip-install.sh torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu
+# Fail here, not on an instance, when pip found another torch build than the config says.
+RUN python -c 'import sys, torch; got = torch.version.cuda or "none"; sys.exit(0 if got == sys.argv[1] else f"torch is built for CUDA {got}, the config says {sys.argv[1]}")' none
+
 COPY requirements.txt /opt/byoc/requirements.txt
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=cacert \
@@ -48,7 +51,8 @@ RUN site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'
        "$site/pytriton/tritonserver/backends/python/" \
  && ln -s "$site/pytriton/tritonserver" /opt/tritonserver \
  && ln -s "$site/nvidia_pytriton.libs" /opt/tritonserver-libs \
- && ! LD_LIBRARY_PATH=/opt/tritonserver-libs ldd /opt/tritonserver/bin/tritonserver | grep "not found"
+ && libs=$(LD_LIBRARY_PATH=/opt/tritonserver-libs ldd /opt/tritonserver/bin/tritonserver) \
+ && case "$libs" in *"not found"*) printf '%s\n' "$libs" >&2; exit 1 ;; esac
 
 
 # -- train: the example model, trained deterministically; the build fails under 95 %

@@ -11,12 +11,14 @@ runner): the code the images run, on the GPU, compared with the CPU.
 3. Throughput on a model large enough to load the GPU: torchvision's ResNet-50 with
    random weights (nothing downloaded), in-process at batch 1/8/32, fp32 and fp16.
 
-Exits 0 with "SKIP: no CUDA" where CUDA is absent, 1 when a check fails."""
+Exits 0 with "SKIP: no CUDA" where CUDA is absent (1 with BYOC_REQUIRE_GPU=1), and 1
+when a check fails."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -187,7 +189,8 @@ def main() -> int:
     if torch is None:
         print("SKIP: no CUDA on this machine (torch missing or torch.cuda.is_available() "
               "is False); the GPU checks need a GPU")
-        return 0
+        # A GPU job that checked nothing must not go green.
+        return 1 if os.environ.get("BYOC_REQUIRE_GPU") == "1" else 0
     report = {"devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
               "torch": torch.__version__, "cuda": torch.version.cuda}
     with tempfile.TemporaryDirectory() as tmp:
