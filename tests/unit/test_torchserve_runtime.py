@@ -270,3 +270,26 @@ def test_invoke_normalises_torchserve_errors(server):
                                       "application/json", {}))
     assert (reply.status, json.loads(reply.body)) == (503, {"error": "no worker",
                                                            "status": 503})
+
+
+def _log_config(level: str) -> str:
+    from byoc_runtime.settings import from_env
+
+    backend = torchserve.TorchServe.__new__(torchserve.TorchServe)
+    backend.settings = from_env({"BYOC_LOG_LEVEL": level})
+    return backend.log_config()
+
+
+def test_c16_torchserve_logs_to_stdout_without_per_request_lines():
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(_log_config("INFO"))
+    console = root.find("./Appenders/Console")
+    assert console is not None and console.get("target") == "SYSTEM_OUT"
+    levels = {lg.get("name"): lg.get("level") for lg in root.find("Loggers")}
+    assert root.find("./Loggers/Root").get("level") == "INFO"
+    for name in ("ACCESS_LOG", "TS_METRICS", "MODEL_METRICS",
+                 "org.pytorch.serve.wlm.WorkerThread"):
+        assert levels[name] == "WARN"
+    assert ET.fromstring(_log_config("DEBUG")).find("./Loggers/Root").get("level") == "DEBUG"
+    assert ET.fromstring(_log_config("WARNING")).find("./Loggers/Root").get("level") == "WARN"
