@@ -37,11 +37,21 @@ def docker_engine():
         pytest.skip(f"no Docker engine: {exc.message}")
 
 
-def build_image(flavor: str, variant: str = "cpu", *, bake_model: bool = True) -> str:
-    spec = config.select(config.load(), flavor, variant).replace(bake_model=bake_model)
-    tag = TEST_TAG.format(flavor=flavor, variant=variant, suffix="" if bake_model else "-nomodel")
+def build_image(flavor: str, variant: str = "cpu", *, runtime: str | None = None,
+                bake_model: bool = True) -> str:
+    spec = config.select(config.load(), flavor, variant, runtime).replace(bake_model=bake_model)
+    suffix = (f"-{runtime}" if runtime else "") + ("" if bake_model else "-nomodel")
+    tag = TEST_TAG.format(flavor=flavor, variant=variant, suffix=suffix)
     builder.build(spec, builder.BuildOptions(tag=tag), Console(sys.stderr))
     return tag
+
+
+def package_model(flavor: str, folder: Path) -> Path:
+    """The SageMaker model.tar.gz of a flavor, as `build.py package-model` writes it."""
+    out = folder / "model.tar.gz"
+    spec = config.select(config.load(), flavor, "cpu")
+    builder.package_model(spec, out, builder.BuildOptions(), Console(sys.stderr))
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +61,7 @@ def torchserve_image() -> str:
 
 @pytest.fixture(scope="session")
 def torchserve_model_tar(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("artifact") / "model.tar.gz"
-    spec = config.select(config.load(), "torchserve", "cpu")
-    builder.package_model(spec, out, builder.BuildOptions(), Console(sys.stderr))
-    return out
+    return package_model("torchserve", tmp_path_factory.mktemp("artifact"))
 
 
 @pytest.fixture(scope="session")
@@ -103,10 +110,7 @@ def triton_image() -> str:
 
 @pytest.fixture(scope="session")
 def triton_ngc_image(ngc_base) -> str:
-    spec = config.select(config.load(), "triton", "cpu", "ngc")
-    tag = "byoc-test/triton:cpu-ngc"
-    builder.build(spec, builder.BuildOptions(tag=tag), Console(sys.stderr))
-    return tag
+    return build_image("triton", runtime="ngc")
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +120,4 @@ def triton_nomodel_image() -> str:
 
 @pytest.fixture(scope="session")
 def triton_model_tar(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("artifact") / "model.tar.gz"
-    spec = config.select(config.load(), "triton", "cpu")
-    builder.package_model(spec, out, builder.BuildOptions(), Console(sys.stderr))
-    return out
+    return package_model("triton", tmp_path_factory.mktemp("artifact"))

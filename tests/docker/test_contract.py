@@ -179,13 +179,16 @@ def test_c04_ping_never_200_when_the_model_fails_to_load(torchserve_image, tmp_p
     assert "READY" not in logs or "no READY worker" in logs
 
 
-def test_c13_package_model_served_by_a_no_model_image(torchserve_nomodel_image,
-                                                      torchserve_model_tar):
+@pytest.mark.parametrize("flavor, sample_index, kind", [("torchserve", 7, "png"),
+                                                      ("triton", 8, "jpeg")])
+def test_c13_package_model_served_by_a_no_model_image(request, flavor, sample_index, kind):
     """SageMaker's way: model.tar.gz extracted read-only into /opt/ml/model."""
-    with launcher.launched(torchserve_nomodel_image, model_tar=torchserve_model_tar) as running:
+    image = request.getfixturevalue(f"{flavor}_nomodel_image")
+    model_tar = request.getfixturevalue(f"{flavor}_model_tar")
+    with launcher.launched(image, model_tar=model_tar) as running:
         running.wait_ready()
-        sample = samples.digits()[7]
-        ctype, body = samples.request_bodies(sample)["png"]
+        sample = samples.digits()[sample_index]
+        ctype, body = samples.request_bodies(sample)[kind]
         response = requests.post(f"{running.url}/invocations", data=body,
                                  headers={"Content-Type": ctype}, timeout=30)
         assert response.status_code == 200, response.text

@@ -123,18 +123,6 @@ def test_triton_serve_model_folder_checks(triton_nomodel_image, tmp_path):
     assert code == 1 and "package-model triton" in logs
 
 
-def test_c13_package_model_served_by_a_no_model_triton_image(triton_nomodel_image,
-                                                             triton_model_tar):
-    with launcher.launched(triton_nomodel_image, model_tar=triton_model_tar) as running:
-        running.wait_ready()
-        sample = samples.digits()[8]
-        ctype, body = samples.request_bodies(sample)["jpeg"]
-        response = requests.post(f"{running.url}/invocations", data=body,
-                                 headers={"Content-Type": ctype}, timeout=30)
-        assert response.status_code == 200, response.text
-        assert response.json()["predictions"][0]["label"] == sample.label
-
-
 def test_runs_in_dockers_default_64mb_shm(triton_image):
     """SageMaker cannot raise /dev/shm: the Python backend must fit Docker's default."""
     with launcher.launched(triton_image) as running:
