@@ -135,16 +135,22 @@ def run(image: str, *, model_dir: Path | None = None, env: dict[str, str] | None
     except ImageNotFound:
         raise ByocError(f"image {image} not found locally",
                         "build it first: python build.py torchserve --variant cpu") from None
+    kwargs.pop("detach")
+    container = dock.containers.create(image, **kwargs)
     started = time.monotonic()
     try:
-        container = dock.containers.run(image, **kwargs)
+        container.start()
     except DockerException as exc:
+        # A container that could not start is removed, not left behind as "Created".
+        with contextlib.suppress(DockerException):
+            container.remove(force=True)
         text = str(exc)
-        tip = None
         if "could not select device driver" in text:
-            tip = "no NVIDIA container runtime on this Docker host: install the NVIDIA " \
-                  "Container Toolkit, or verify without --gpu"
-        raise DockerError(f"docker run {image} failed: {text}", tip) from None
+            raise DockerError(f"cannot start {image} with GPUs: this Docker host has no "
+                              "NVIDIA container runtime",
+                              "install the NVIDIA Container Toolkit, or verify without --gpu"
+                              ) from None
+        raise DockerError(f"docker run {image} failed: {text}") from None
     port = 0
     if publish and network_mode is None:
         container.reload()

@@ -233,3 +233,15 @@ def test_cli_rejects_bad_input_with_one_line(run_cli):
     result = run_cli("torchserve", "--variant", "tpu")
     assert result.returncode == 2
     assert result.stderr.count("ERROR") == 1 and "cpu" in result.stderr
+
+
+def test_c27_gpu_without_an_nvidia_runtime_is_one_clear_line(docker_engine, torchserve_image,
+                                                             run_cli):
+    if "nvidia" in (docker_engine.info().get("Runtimes") or {}):
+        pytest.skip("this Docker host has the NVIDIA runtime: the GPU checks run instead")
+    result = run_cli("verify", torchserve_image, "--gpu", timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.count("ERROR") == 1 and "NVIDIA container runtime" in result.stderr
+    assert "Traceback" not in result.stderr
+    created = docker_engine.containers.list(all=True, filters={"status": "created"})
+    assert not [c for c in created if c.image.tags and torchserve_image in c.image.tags]
