@@ -16,9 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import IMAGES_DIR
+from .config import read_yaml
 from .errors import ByocError, ConfigError, ExitStatus, IncompatibleImage, UsageError
 
 TABLE_PATH = IMAGES_DIR / "cuda-compat.yaml"
@@ -178,15 +177,8 @@ def parse_table(data: Any) -> Table:
 
 
 def load_table(path: Path = TABLE_PATH) -> Table:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"compatibility table not found: {path}",
-                          "run from a byoc checkout (images/cuda-compat.yaml)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"compatibility table {path} is not valid YAML: {exc}",
-                          "fix the YAML syntax at the line named") from None
-    return parse_table(data)
+    return parse_table(read_yaml(path, "compatibility table",
+                                 "run from a byoc checkout (images/cuda-compat.yaml)"))
 
 
 @functools.cache

@@ -349,16 +349,20 @@ def _image(where: str, data: Any, defaults: dict, base: Path = IMAGES_DIR) -> Im
     )
 
 
+def read_yaml(path: Path, what: str, missing_tip: str) -> Any:
+    """A data file under images/, or a ConfigError naming it and what to do."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}", missing_tip) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}",
+                          "fix the YAML syntax at the line named") from None
+
+
 def load(path: Path = DEFAULT_CONFIG) -> dict[str, ImageSpec]:
     """All images in the config, keyed by 'flavor-variant'."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"images config not found: {path}",
-                          "pass --config PATH, or run from a byoc checkout") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"images config {path} is not valid YAML: {exc}",
-                          "fix the YAML syntax at the line named") from None
+    data = read_yaml(path, "images config", "pass --config PATH, or run from a byoc checkout")
     _only_keys("top level", data, {"defaults", "images"})
     defaults = data.get("defaults") or {}
     _only_keys("defaults", defaults, {"base_image", "python", "source", "tags", "labels",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import logging
 import os
 import queue
 import re
@@ -25,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from byoc import launcher, localregistry, registry
 
@@ -75,16 +73,6 @@ def remove_local_tags(prefix: str) -> None:
 def local_tags(prefix: str) -> list[str]:
     return [t for image in launcher.client().images.list() for t in image.tags
             if t.startswith(prefix)]
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,10 @@ from __future__ import annotations
 import http.server
 import io
 import json
-import logging
 import threading
 
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from byoc import config, ecr
 from byoc.console import Console
@@ -27,16 +25,6 @@ PUSH = config.PushSettings(
                                                           "countNumber": 5},
                                             "action": {"type": "expire"}}]}),
     moving_tags=("latest-{variant}",))
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
