@@ -10,6 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*"; }
+# Never fail silently: a failing command names the step it was part of, once, with a TIP.
+step="starting"
+tip="run it again with 'bash -x scripts/setup.sh' to see each command"
+trap 'rc=$?; trap - ERR; printf "ERROR setup: %s failed (exit %s)\nTIP   %s\n" "$step" "$rc" "$tip" >&2; exit "$rc"' ERR
+at() { step=$1; tip=$2; }
 DOCKER=${BYOC_DOCKER:-docker}
 command -v "$DOCKER" >/dev/null 2>&1 || DOCKER=/usr/bin/docker
 
@@ -29,6 +34,8 @@ docker_answers() { "$DOCKER" info >/dev/null 2>&1; }
 
 # The Python environment (.venv) from the lock files; alone with --python-only (`make venv`).
 python_env() {
+    at "creating the Python environment (.venv from requirements.lock)" \
+       "check that PyPI (or your pip index: pip config list) answers, then run make setup again"
     if [ ! -x .venv/bin/python ]; then
         log "creating .venv"
         python3 -m venv .venv
@@ -57,6 +64,8 @@ if [ "${1:-}" = --python-only ]; then
 fi
 
 # -- 1. Docker engine --------------------------------------------------------------
+at "installing or starting the Docker engine" \
+   "install Docker yourself (Debian: apt-get install docker.io) and start it, then run make setup again"
 if docker_answers; then
     log "Docker engine answers: leaving it as it is"
 else
@@ -79,6 +88,7 @@ fi
 python_env
 
 # -- 3. base images ----------------------------------------------------------------
+at "listing the base images the templates name" "check images/images.yaml: python build.py render torchserve"
 for image in $(.venv/bin/python -m byoc.baseimages); do
     if [[ "$image" == nvcr.io/* ]]; then
         # NGC bases are large (~16 GB) and pulled when you build that runtime; the tests
@@ -92,12 +102,15 @@ for image in $(.venv/bin/python -m byoc.baseimages); do
         log "pulled base image $image"
     else
         log "cannot pull $image: bootstrapping it offline"
-        scripts/bootstrap-base.sh "$image"
+        # bootstrap-base.sh prints its own ERROR and TIP; don't add a second pair.
+        scripts/bootstrap-base.sh "$image" || { trap - ERR; exit 1; }
     fi
 done
 # -- 4. local registry -------------------------------------------------------------
 # moto (the ECR API in tests) comes with requirements.lock above. The registry listens on
 # 127.0.0.1:${BYOC_LOCAL_REGISTRY_PORT:-5050}; `scripts/local-registry.sh stop` stops it.
+at "installing or starting the local registry" \
+   "see scripts/local-registry.sh status, or free port ${BYOC_LOCAL_REGISTRY_PORT:-5050}"
 if [ ! -x "${BYOC_DOCKER_REGISTRY:-/usr/bin/docker-registry}" ]; then
     log "installing Debian's docker-registry"
     apt_install docker-registry
