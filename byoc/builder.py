@@ -1,4 +1,8 @@
-"""The build pipeline: render -> BuildKit build -> report (-> verify with --test)."""
+"""The build: render -> BuildKit build, by image id -> tag (after the checks that must pass).
+
+build() leaves the image untagged (BuildKit's --iidfile gives its id), so an image that
+fails the compatibility gate or verify is never tagged, let alone pushed; tag() names it
+once the CLI's stages have passed. package_model() builds only the model stages."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from . import REPO_ROOT, __version__, build_inputs, docker_cli, gitinfo, launche
 from .config import ImageSpec
 from .console import Console
 from .errors import ByocError
-from .render import render_context
+from .model.spec import ModelSpec
+from .render import Rendered, render_context
 
 DEFAULT_WORK_DIR = REPO_ROOT / "build"
 
@@ -28,11 +33,16 @@ class BuildOptions:
 
 @dataclasses.dataclass(frozen=True)
 class Built:
-    reference: str
-    tags: tuple[str, ...]
+    image_id: str  # sha256:..., what verify and the gate run before it is tagged
+    tags: tuple[str, ...]  # the references tag() gives it
     size_bytes: int
     layers: int
     seconds: float
+    model: dict  # the rendered model's facts (name, kind, default model ...)
+
+    @property
+    def reference(self) -> str:
+        return self.tags[0]
 
 
 def image_references(spec: ImageSpec, tag: str | None) -> list[str]:
@@ -53,12 +63,13 @@ def _progress_mode(console: Console) -> str:
     return "auto" if console.color else "plain"
 
 
-def _prepare(spec: ImageSpec, options: BuildOptions, console: Console, scratch: Path):
-    cli = docker_cli.detect()
+def _prepare(spec: ImageSpec, model: ModelSpec, options: BuildOptions, console: Console,
+             scratch: Path) -> tuple[docker_cli.DockerCLI, Rendered, dict]:
     inputs = build_inputs.collect(options.ca_cert, options.wheelhouse)
     context_dir = options.work_dir / spec.name
-    console.step(f"render {spec.name} -> {context_dir}")
-    rendered = render_context(spec, context_dir, inputs.wheelhouse)
+    console.step(f"render {spec.name}, model {model.name} ({model.origin}) -> {context_dir}")
+    rendered = render_context(spec, model, context_dir, inputs.wheelhouse)  # refusals first
+    cli = docker_cli.detect()
     mode = "buildx" if cli.buildx else "classic, DOCKER_BUILDKIT=1"
     console.info(f"docker: {cli.binary} ({mode}); CA bundle: {inputs.ca_cert or 'none'}; "
                  f"wheelhouse: {inputs.wheelhouse or 'none'}"
@@ -66,36 +77,51 @@ def _prepare(spec: ImageSpec, options: BuildOptions, console: Console, scratch: 
     return cli, rendered, inputs.secrets(scratch)
 
 
-def build(spec: ImageSpec, options: BuildOptions, console: Console) -> Built:
+def build(spec: ImageSpec, model: ModelSpec, options: BuildOptions,
+          console: Console) -> Built:
+    """Build the image, untagged; tag(built) names it."""
     references = image_references(spec, options.tag)
     with tempfile.TemporaryDirectory(prefix="byoc-secrets-") as scratch:
-        cli, rendered, secrets = _prepare(spec, options, console, Path(scratch))
+        cli, rendered, secrets = _prepare(spec, model, options, console, Path(scratch))
         console.step(f"build {references[0]} (BuildKit)")
+        iidfile = Path(scratch) / "image-id"
         t0 = time.monotonic()
-        cli.build(rendered.context_dir, tags=references, target="image",
+        cli.build(rendered.context_dir, tags=[], target="image",
                   labels=dynamic_labels(gitinfo.current()), secrets=secrets,
                   progress=_progress_mode(console), on_line=console.progress,
-                  no_cache=options.no_cache)
+                  no_cache=options.no_cache, iidfile=iidfile)
         seconds = time.monotonic() - t0
-    image = launcher.client().images.get(references[0])
+        image_id = iidfile.read_text().strip()
+    image = launcher.client().images.get(image_id)
     layers = len(image.attrs.get("RootFS", {}).get("Layers", []))
-    built = Built(references[0], tuple(references), image.attrs["Size"], layers, seconds)
-    console.ok(f"built {built.reference} in {seconds:.1f}s: "
+    built = Built(image.id, tuple(references), image.attrs["Size"], layers, seconds,
+                  rendered.model)
+    console.ok(f"built {image.id[:19]} ({model.name}) in {seconds:.1f}s: "
                f"{built.size_bytes / 1e9:.2f} GB, {layers} layers")
     return built
 
 
-def package_model(spec: ImageSpec, out: Path, options: BuildOptions, console: Console) -> Path:
+def tag(built: Built, console: Console) -> str:
+    image = launcher.client().images.get(built.image_id)
+    for reference in built.tags:
+        repository, _, name = reference.rpartition(":")
+        image.tag(repository, name)
+    console.ok(f"tagged {', '.join(built.tags)}")
+    return built.reference
+
+
+def package_model(spec: ImageSpec, model: ModelSpec, out: Path, options: BuildOptions,
+                  console: Console) -> Path:
     """Build only the model stages and tar them as SageMaker's ModelDataUrl expects."""
     out = Path(out)
     if not out.name.endswith(".tar.gz"):
         raise ByocError(f"{out} must end in .tar.gz", "SageMaker's ModelDataUrl is a .tar.gz")
     with tempfile.TemporaryDirectory(prefix="byoc-model-") as scratch:
         scratch_path = Path(scratch)
-        cli, rendered, secrets = _prepare(spec.replace(bake_model=True), options, console,
-                                          scratch_path)
+        cli, rendered, secrets = _prepare(spec.replace(bake_model=True), model, options,
+                                          console, scratch_path)
         artifact = scratch_path / "artifact"
-        console.step(f"build the {spec.flavor} model artifact")
+        console.step(f"build the {spec.flavor} model artifact of {model.name}")
         cli.build(rendered.context_dir, tags=[], target="model-artifact", labels={},
                   secrets=secrets, progress=_progress_mode(console), on_line=console.progress,
                   output=f"type=local,dest={artifact}")

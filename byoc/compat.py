@@ -8,7 +8,6 @@ facts_from_labels() takes them as a dict; image_facts() is the thin Docker looku
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import enum
 import functools
@@ -417,40 +416,24 @@ def gate_image(reference: str, instance_types, ami_version: str | None, allow: b
     return gate(facts, instance_types or facts.instance_types, ami_version, allow, console)
 
 
-def add_gate_options(parser: argparse.ArgumentParser) -> None:
-    """Options for the gate that build and push run."""
-    parser.add_argument("--ami-version", metavar="VERSION",
-                        help="the endpoint's InferenceAmiVersion, e.g. "
-                             "al2-ami-sagemaker-inference-gpu-3-1 (default: the instance's "
-                             "default driver)")
-    parser.add_argument("--allow-incompatible", action="store_true",
-                        help="go on when the compatibility gate says the image will not start "
-                             "on a target instance (loud; never the default)")
+@dataclasses.dataclass(frozen=True)
+class GateOptions:
+    ami_version: str | None = None  # the endpoint's InferenceAmiVersion
+    allow_incompatible: bool = False  # go on, loudly, when the gate says it will not start
 
 
-def register(subparsers) -> None:
-    """Add the `check IMAGE --instance ...` subcommand."""
-    p = subparsers.add_parser("check", help="will an image start on a SageMaker instance? "
-                                            "(its CUDA against the instance's driver)")
-    p.add_argument("image")
-    p.add_argument("--instance", action="append", dest="instances", metavar="TYPE",
-                   help="instance type such as ml.g5.xlarge; repeatable (default: the image's "
-                        "dev.byoc.instance-types label)")
-    p.add_argument("--ami-version", metavar="VERSION",
-                   help="the endpoint's InferenceAmiVersion (default: the instance's default)")
-
-
-def gate_built(args, built, spec, console) -> None:
+def gate_built(reference: str, spec, options: GateOptions, console) -> None:
     """Refuse (overridably) an image that would not start on its target instances."""
-    gate_image(built.reference, spec.instance_types, args.ami_version,
-               args.allow_incompatible, console)
+    gate_image(reference, spec.instance_types, options.ami_version,
+               options.allow_incompatible, console)
 
 
-def run_check_command(args, console) -> int:
-    facts = image_facts(args.image)
-    instances = args.instances or facts.instance_types
+def check_command(image: str, instances: list[str] | None, ami_version: str | None,
+                  console) -> int:
+    facts = image_facts(image)
+    instances = instances or facts.instance_types
     if not instances:
-        raise UsageError(f"no instance types to check {args.image} against",
+        raise UsageError(f"no instance types to check {image} against",
                          "pass --instance ml.g5.xlarge (repeatable)")
-    gate(facts, instances, args.ami_version, False, console)
+    gate(facts, instances, ami_version, False, console)
     return ExitStatus.OK

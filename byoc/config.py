@@ -15,12 +15,14 @@ import yaml
 
 from . import IMAGES_DIR
 from .errors import ConfigError
+from .flavors import registry
 
-FLAVORS = ("torchserve", "triton")
+FLAVORS = tuple(registry())
 VARIANTS = ("cpu", "gpu")
 # Where each flavor's server comes from; the first is the default.
-RUNTIMES = {"torchserve": ("pypi",), "triton": ("pytriton", "ngc")}
+RUNTIMES = {name: flavor.runtimes for name, flavor in registry().items()}
 DEFAULT_CONFIG = IMAGES_DIR / "images.yaml"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+){1,2}([a-z0-9.+-]*)$")
 _IMAGE_REF = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
@@ -99,6 +101,8 @@ class ImageSpec:
     # ProductionVariant.InferenceAmiVersion the endpoint must use (None: the default
     # driver of each instance type); the compatibility gate checks against it.
     ami_version: str | None = None
+    # The model this image serves: a name under models/ beside the config (byoc/model).
+    model: str | None = None
 
     @property
     def name(self) -> str:
@@ -291,7 +295,7 @@ def _push(where: str, data: Any, base: Path) -> PushSettings:
 def _image(where: str, data: Any, defaults: dict, base: Path = IMAGES_DIR) -> ImageSpec:
     allowed = {"flavor", "variant", "repository", "base_image", "python", "server_version",
                "torch", "source", "tags", "instance_types", "labels", "server", "runtime",
-               "push", "ami_version"}
+               "push", "ami_version", "model"}
     _only_keys(where, data, allowed)
     merged = {**defaults, **data}
     default_push, image_push = defaults.get("push") or {}, data.get("push") or {}
@@ -344,6 +348,9 @@ def _image(where: str, data: Any, defaults: dict, base: Path = IMAGES_DIR) -> Im
         server=_server(f"{where}.server", merged.get("server")),
         runtime=runtime,
         ami_version=_ami(f"{where}.ami_version", merged.get("ami_version")),
+        model=None if merged.get("model") is None else _match(
+            f"{where}.model", merged.get("model"), _MODEL_NAME,
+            "a model name (images/models/NAME.yaml)"),
         push=_push(f"{where}.push" if image_push else "defaults.push",
                    {**default_push, **image_push}, base),
     )
@@ -366,7 +373,7 @@ def load(path: Path = DEFAULT_CONFIG) -> dict[str, ImageSpec]:
     _only_keys("top level", data, {"defaults", "images"})
     defaults = data.get("defaults") or {}
     _only_keys("defaults", defaults, {"base_image", "python", "source", "tags", "labels",
-                                      "push"})
+                                      "push", "model"})
     specs: dict[str, ImageSpec] = {}
     for i, entry in enumerate(data.get("images") or []):
         spec = _image(f"images[{i}]", entry, defaults, Path(path).parent)

@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import DockerError
+from .errors import ConfigError, DockerError
 from .process import run
 
 # Daemon messages we can explain (the rest are shown as they are).
@@ -29,6 +29,23 @@ HINTS = (
     ("no space left on device", "free disk: `docker builder prune` and `docker image prune`"),
     ("CERTIFICATE_VERIFY_FAILED", "pass your CA bundle: --ca-cert PATH or BYOC_CA_CERT"),
 )
+
+
+def in_build_error(lines: Sequence[str]) -> tuple[str, str | None] | None:
+    """The message of a byoc check inside the build: BYOC-ERROR and BYOC-TIP lines, as
+    BuildKit's plain progress shows them ("#12 0.53 BYOC-ERROR ...")."""
+    error = tip = None
+    for line in lines:
+        for marker in ("BYOC-ERROR ", "BYOC-TIP "):
+            at = line.find(marker)
+            # echo commands in the Dockerfile show the marker inside quotes; skip those
+            if at >= 0 and '"' not in line[:at] and "'" not in line[:at]:
+                text = line[at + len(marker):].strip()
+                if marker == "BYOC-ERROR ":
+                    error = text
+                else:
+                    tip = text
+    return (error, tip) if error else None
 
 
 def hint_for(output: str) -> str | None:
@@ -52,7 +69,7 @@ class DockerCLI:
     def build_argv(self, context: Path, *, tags: Sequence[str], target: str | None,
                    labels: dict[str, str], secrets: dict[str, Path],
                    progress: str, output: str | None = None,
-                   no_cache: bool = False) -> list[str]:
+                   no_cache: bool = False, iidfile: Path | None = None) -> list[str]:
         argv = [self.binary] + (["buildx", "build"] if self.buildx else ["build"])
         argv += ["--progress", progress]
         if target:
@@ -66,6 +83,8 @@ class DockerCLI:
                 argv += ["--load"]
         for tag in tags:
             argv += ["--tag", tag]
+        if iidfile is not None:
+            argv += ["--iidfile", str(iidfile)]
         for key, value in sorted(labels.items()):
             argv += ["--label", f"{key}={value}"]
         for name, path in sorted(secrets.items()):
@@ -87,6 +106,9 @@ class DockerCLI:
 
         proc = run(argv, env=self.env(), on_line=collect, check=False)
         if proc.returncode != 0:
+            said = in_build_error(lines)
+            if said:  # a check inside the build said what is wrong (BYOC-ERROR lines)
+                raise ConfigError(*said)
             output = "\n".join(lines)
             tail = "\n".join(f"    {line}" for line in lines[-25:])
             raise DockerError(f"docker build failed (exit {proc.returncode})\n{tail}",

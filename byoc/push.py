@@ -6,12 +6,11 @@
     per-layer progress and retries for what is transient -> manifest check (digest, Docker
     v2 schema 2, C19) -> URI@digest printed and recorded.
 
-`python build.py FLAVOR --push` calls push_built() after a passing verify;
+`python build.py FLAVOR --push` calls publish() after a passing verify;
 `python build.py push IMAGE` pushes an image already built (verifying it first)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import json
@@ -22,10 +21,10 @@ from pathlib import Path
 
 from docker.errors import ImageNotFound
 
-from . import builder, compat, config, dockerpush, launcher, registry, tags
+from . import builder, config, dockerpush, launcher, registry, tags
 from . import ecr as ecr_api
 from .console import Console
-from .errors import ByocError, ExitStatus
+from .errors import ByocError
 from .registry import (
     DOCKER_V2,
     Credentials,
@@ -43,80 +42,19 @@ PUSH_ATTEMPTS = 3
 RECORD_DIR = builder.DEFAULT_WORK_DIR / "pushed"
 
 
-# -- command line -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PushOptions:
+    """Where and how to push, beyond the image's push: settings (cli/parser.py)."""
 
-def add_push_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `--push` on build commands and the `push` command."""
-    group = parser.add_argument_group("push (see docs/push.md)")
-    group.add_argument("--registry", metavar="HOST[:PORT][/NAMESPACE]",
-                       help="push to this OCI registry instead of ECR (credentials from "
-                            "BYOC_REGISTRY_USERNAME/PASSWORD or the docker config)")
-    group.add_argument("--repository", help="repository name (default from the images config)")
-    group.add_argument("--region", help="ECR region (default push.region, AWS_REGION, "
-                                        "AWS_DEFAULT_REGION or the profile's)")
-    group.add_argument("--profile", help="AWS profile (default AWS_PROFILE or the default)")
-    group.add_argument("--no-create-repository", action="store_true",
-                       help="fail if the ECR repository is missing instead of creating it")
-    group.add_argument("--content-tag", metavar="TAG",
-                       help="the immutable tag (default from push.content_tag)")
-    group.add_argument("--moving-tag", metavar="TAG", action="append",
-                       help="a moving tag, instead of push.moving_tags (repeatable)")
-    group.add_argument("--no-moving-tags", action="store_true", help="push the content tag only")
-    group.add_argument("--push-timeout", type=float, default=DEFAULT_PUSH_TIMEOUT_S,
-                       metavar="SECONDS", help=f"give up on a push after this long "
-                                               f"(default {DEFAULT_PUSH_TIMEOUT_S})")
-    group.add_argument("--record", metavar="FILE",
-                       help="where to write the pushed URI and digest as JSON "
-                            "(default build/pushed/NAME.json)")
-
-
-def register(subparsers) -> None:
-    """Add the `push IMAGE` subcommand."""
-    p = subparsers.add_parser("push", help="gate, verify, then push an image already built",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image", help="local image reference, e.g. byoc-torchserve:0.1.0-cpu")
-    p.add_argument("--flavor", choices=config.FLAVORS,
-                   help="images-config entry to use (default: the image's dev.byoc.flavor label)")
-    p.add_argument("--variant", choices=config.VARIANTS,
-                   help="default: the image's dev.byoc.variant label")
-    p.add_argument("--config", default=str(config.DEFAULT_CONFIG), help="images config file")
-    p.add_argument("--skip-verify", action="store_true",
-                   help="push without verifying first (loud; never the default)")
-    p.add_argument("--gpu", action="store_true", help="verify with all GPUs attached")
-    p.add_argument("--startup-timeout", type=float, default=launcher.DEFAULT_STARTUP_BUDGET_S)
-    compat.add_gate_options(p)
-    add_push_options(p)
-
-
-def push_built(args, built, spec, console) -> Published:
-    return publish(built.reference, spec, args, console)
-
-
-def run_push_command(args, console) -> int:
-    from . import verify
-
-    image = _local_image(args.image)
-    labels = image.labels or {}
-    flavor = args.flavor or labels.get("dev.byoc.flavor")
-    variant = args.variant or labels.get("dev.byoc.variant")
-    if not flavor or not variant:
-        raise ByocError(f"{args.image} has no dev.byoc.flavor / dev.byoc.variant labels",
-                        "name the images-config entry: --flavor torchserve --variant cpu")
-    spec = config.select(config.load(Path(args.config)), flavor, variant,
-                         labels.get("dev.byoc.runtime"))
-    # the same order as a build with --push: compatibility gate -> verify -> push
-    compat.gate_image(args.image, spec.instance_types, args.ami_version,
-                      args.allow_incompatible, console)
-    if args.skip_verify:
-        console.warn("--skip-verify: pushing an image that was NOT checked against the "
-                     "SageMaker contract")
-    else:
-        verify.verify(args.image, gpu=args.gpu, startup_budget_s=args.startup_timeout,
-                      console=console)
-    published = publish(args.image, spec, args, console)
-    print(published.uri)
-    return ExitStatus.OK
+    registry: str | None = None  # HOST[:PORT][/NAMESPACE]; None: ECR
+    repository: str | None = None  # default: the config's
+    region: str | None = None
+    profile: str | None = None
+    create_repository: bool = True
+    content_tag: str | None = None
+    moving_tags: tuple[str, ...] | None = None  # None: the config's; (): none at all
+    push_timeout_s: float = DEFAULT_PUSH_TIMEOUT_S
+    record: Path | None = None
 
 
 # -- the push ---------------------------------------------------------------------------------
@@ -156,23 +94,20 @@ def _local_image(reference: str):
                         "build it first: python build.py torchserve --variant cpu") from None
 
 
-def _settings(spec: config.ImageSpec, args) -> config.PushSettings:
+def _settings(spec: config.ImageSpec, options: PushOptions) -> config.PushSettings:
     push = spec.push
-    return dataclasses.replace(
-        push, region=getattr(args, "region", None) or push.region,
-        create_repository=push.create_repository and not getattr(args, "no_create_repository",
-                                                                 False))
+    return dataclasses.replace(push, region=options.region or push.region,
+                               create_repository=push.create_repository
+                               and options.create_repository)
 
 
-def _moving_override(args) -> list[str] | None:
-    if getattr(args, "no_moving_tags", False):
-        return []
-    return getattr(args, "moving_tag", None)
+def _moving_override(options: PushOptions) -> list[str] | None:
+    return None if options.moving_tags is None else list(options.moving_tags)
 
 
-def _registry_destination(args, settings: config.PushSettings, repository: str,
+def _registry_destination(options: PushOptions, settings: config.PushSettings, repository: str,
                           plan: tags.TagPlan) -> Destination:
-    endpoint, namespace = Endpoint.parse(args.registry)
+    endpoint, namespace = Endpoint.parse(options.registry)
     path = f"{namespace}/{repository}" if namespace else repository
     creds = registry.credentials_for(endpoint.host)
     return Destination(
@@ -182,12 +117,12 @@ def _registry_destination(args, settings: config.PushSettings, repository: str,
         f"credential helpers), or set {registry.USERNAME_ENV} and {registry.PASSWORD_ENV}")
 
 
-def _ecr_destination(args, settings: config.PushSettings, repository: str,
+def _ecr_destination(options: PushOptions, settings: config.PushSettings, repository: str,
                      plan: tags.TagPlan, console: Console) -> Destination:
-    api = ecr_api.Ecr(region=settings.region, profile=getattr(args, "profile", None))
+    api = ecr_api.Ecr(region=settings.region, profile=options.profile)
     account = api.account()
     console.info(f"AWS account {account}, region {api.region}, ECR API {api.endpoint}")
-    override = _moving_override(args)
+    override = _moving_override(options)
     movable = tuple(override) if override is not None else settings.moving_tags
     want = ecr_api.Settings.from_push(settings, movable)
     repo = api.ensure_repository(repository, want, create=settings.create_repository,
@@ -263,28 +198,29 @@ def _record(path: Path, published: Published) -> None:
     partial.replace(path)
 
 
-def publish(image_ref: str, spec: config.ImageSpec, args, console: Console) -> Published:
+def publish(image_ref: str, spec: config.ImageSpec, options: PushOptions,
+            console: Console) -> Published:
     t0 = time.monotonic()
     image = _local_image(image_ref)
-    settings = _settings(spec, args)
+    settings = _settings(spec, options)
     plan = tags.plan(settings, labels=image.labels or {}, image_id=image.id,
                      variant=spec.variant, flavor=spec.flavor,
-                     content_override=getattr(args, "content_tag", None),
-                     moving_override=_moving_override(args))
-    repository = getattr(args, "repository", None) or spec.repository
-    where = getattr(args, "registry", None) or "ECR"
+                     content_override=options.content_tag,
+                     moving_override=_moving_override(options))
+    repository = options.repository or spec.repository
+    where = options.registry or "ECR"
     console.step(f"push {image_ref} -> {where} {repository}")
     for skipped in plan.skipped:
         console.info(f"moving tag {skipped}: skipped")
-    if getattr(args, "registry", None):
-        dest = _registry_destination(args, settings, repository, plan)
+    if options.registry:
+        dest = _registry_destination(options, settings, repository, plan)
     else:
-        dest = _ecr_destination(args, settings, repository, plan, console)
+        dest = _ecr_destination(options, settings, repository, plan, console)
     console.info("tags: " + ", ".join(
         f"{t} ({'immutable' if dest.tag_is_immutable(t) else 'moving'})" for t in plan.all))
     reg = RegistryClient(dest.endpoint, dest.credentials, auth_tip=dest.auth_tip)
     try:
-        return _push(reg, dest, plan, image, spec, args, console, t0)
+        return _push(reg, dest, plan, image, spec, options, console, t0)
     except TransientPushError as exc:  # a transient fault outside the retried push itself
         raise RegistryUnreachable(exc.message, exc.tip) from None
     finally:
@@ -292,7 +228,8 @@ def publish(image_ref: str, spec: config.ImageSpec, args, console: Console) -> P
 
 
 def _push(reg: RegistryClient, dest: Destination, plan: tags.TagPlan, image,
-          spec: config.ImageSpec, args, console: Console, t0: float) -> Published:
+          spec: config.ImageSpec, options: PushOptions, console: Console,
+          t0: float) -> Published:
     reg.ping(console=console)
     todo, same = _precheck(reg, dest, plan, image.id, console)
     dock = launcher.client()
@@ -300,7 +237,7 @@ def _push(reg: RegistryClient, dest: Destination, plan: tags.TagPlan, image,
     digests = dict(same)
     uploaded = existed = 0
     uploaded_bytes = 0
-    deadline = time.monotonic() + getattr(args, "push_timeout", DEFAULT_PUSH_TIMEOUT_S)
+    deadline = time.monotonic() + options.push_timeout_s
     try:
         for tag in todo:
             local.add(dest.ref, tag)
@@ -342,7 +279,7 @@ def _push(reg: RegistryClient, dest: Destination, plan: tags.TagPlan, image,
     published = Published(f"{dest.uri_host}/{dest.repository}@{manifest.digest}",
                           manifest.digest, manifest.media_type, dest.endpoint.host,
                           dest.repository, plan.all, image.id, uploaded, round(seconds, 3))
-    record = Path(getattr(args, "record", None) or RECORD_DIR / f"{spec.name}.json")
+    record = Path(options.record or RECORD_DIR / f"{spec.name}.json")
     _record(record, published)
     console.ok(f"image URI: {published.uri}")
     console.info(f"(for SageMaker CreateModel's PrimaryContainer.Image; recorded in {record})")

@@ -1,51 +1,154 @@
-"""The Triton flavor, build side.
+"""The Triton flavor, build side: a model repository, or a TorchServe archive hosted by
+Triton's Python backend (triton_backends/torchserve_host).
 
-Its run-time twin is images/runtime/byoc_runtime/triton.py."""
+Its run-time twin is images/runtime/byoc_runtime/adapters/triton.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import ImageSpec
+import jinja2
 
-_REPO = Path(__file__).resolve().parents[2]
+from .. import IMAGES_DIR, REPO_ROOT
+from ..errors import ConfigError
+from ..model import mar, repository
+from .torchserve import archive_stage
+
+if TYPE_CHECKING:
+    from ..config import ImageSpec
+    from ..model.assemble import Layout
+    from ..model.spec import ModelSpec
+
 PYTRITON_REQUIREMENT = "nvidia-pytriton==0.7.0"  # bundles Triton 2.51.0
-
-# The example model's own types (decoded by the preprocess model) and Triton's native
-# binary tensor format; application/json also carries KServe v2 requests.
-ACCEPT_CONTENT_TYPES = ("image/png,image/jpeg,application/json,application/x-npy,"
-                        "application/vnd.sagemaker-triton.binary+json")
+# The host of TorchServe archives needs TorchServe's Python package (not its frontend).
+TORCHSERVE_PYTHON = ("torchserve==0.12.0", "torch-model-archiver==0.12.0", "pyyaml==6.0.2")
+HOST_DIR = REPO_ROOT / "triton_backends" / "torchserve_host"
+REPOSITORY_DIR = "/model-artifact"
+_SUPPORT = "docs/torchserve-on-triton.md"
 
 
 class TritonFlavor:
     name = "triton"
     server_name = "Triton"
+    runtimes = ("pytriton", "ngc")
     multi_model = True  # SAGEMAKER_MULTI_MODEL=true serves Triton's multi-model API
 
     def apt_packages(self, spec: ImageSpec) -> tuple[str, ...]:
         # The pytriton wheel's backend stub links against the distribution's libpython.
         return (f"libpython{spec.python}",) if spec.runtime == "pytriton" else ()
 
-    def context_files(self) -> dict[str, Path]:
-        return {"requirements.txt": _REPO / "images" / "triton" / "requirements.txt",
-                "triton_backends": _REPO / "triton_backends"}
+    def requirements_file(self) -> Path:
+        return IMAGES_DIR / "triton" / "requirements.txt"
 
     def template_vars(self, spec: ImageSpec) -> dict:
         return {"pytriton_requirement": PYTRITON_REQUIREMENT}
 
-    def runtime_env(self, spec: ImageSpec) -> list[tuple[str, str]]:
-        env = [
-            ("BYOC_FLAVOR", "triton"),
-            ("BYOC_ACCEPT_CONTENT_TYPES", ACCEPT_CONTENT_TYPES),
-            ("BYOC_RESPONSE_CONTENT_TYPE", "application/json"),
-            ("BYOC_DEFAULT_TIMEOUT_S", str(spec.server.timeout_s)),
-            ("BYOC_DEFAULT_MAX_PAYLOAD_MB", str(spec.server.max_payload_mb)),
-            # The example repository holds four models; this one answers /invocations.
-            ("SAGEMAKER_TRITON_DEFAULT_MODEL_NAME", "digits"),
-        ]
+    def assemble(self, spec: ImageSpec, model: ModelSpec, layout: Layout) -> dict:
+        if model.triton is not None:
+            return self._repository(spec, model, layout)
+        if model.torchserve is not None:
+            return self._hosted_archive(spec, model, layout)
+        raise ConfigError(f"{model.origin}: model {model.name!r} describes nothing Triton "
+                          "can serve", "add triton: (a repository) or torchserve: (a .mar)")
+
+    def _repository(self, spec: ImageSpec, model: ModelSpec, layout: Layout) -> dict:
+        repo = model.triton
+        target = layout.root / "stage" / REPOSITORY_DIR.lstrip("/")
+        shutil.copytree(repo.path, target, ignore=shutil.ignore_patterns(
+            "__pycache__", "*.pyc", ".git", "README*"))
+        render_templates(target, spec)
+        will_exist = set()
+        for dest, source in repo.files:
+            layout.copy_in(source, f"{REPOSITORY_DIR}/{dest}")
+            will_exist.add(dest)
+        models = repository.read(target, will_exist)
+        default = repository.check(models, spec.runtime, default_model=repo.default_model,
+                                   load=repo.load)
+        for path in repository.requirement_files(target, models, repo.load):
+            from ..model.assemble import requirement_lines
+
+            layout.requirement_lines += requirement_lines(
+                path.read_text(), f"{repo.path}/{path.parent.name}/requirements.txt")
+        loaded = [n for n in models if not repo.load or n in repo.load]
+        return {"kind": "repository", "default_model": default, "load": loaded,
+                "raw_body": models[default].takes_raw_body(), "hosted": None}
+
+    def _hosted_archive(self, spec: ImageSpec, model: ModelSpec, layout: Layout) -> dict:
+        stage = archive_stage(model, layout, "/opt/byoc/mar")
+        info = stage["info"]
+        if info is not None:
+            features = mar.unsupported_features(info)
+            if features:
+                raise ConfigError(f"{info.path}: Triton's host of TorchServe archives does not "
+                                  f"support {features[0]}" + (f" (and {len(features) - 1} more)"
+                                                               if len(features) > 1 else ""),
+                                  f"see {_SUPPORT}; serve this archive with "
+                                  "`python build.py torchserve`")
+        else:
+            _check_inputs(model)
+        batching = {"batch_size": spec.server.batch_size,
+                    "max_batch_delay_ms": spec.server.max_batch_delay_ms,
+                    "workers": spec.server.workers}
+        if info is not None:  # the archive's own model-config.yaml wins, as in TorchServe
+            batching.update(mar.batch_settings(info.config))
+        name = stage["model_name"]
+        host = {"name": name, "archive": stage["mar"], "instances": batching["workers"],
+                "batch_size": batching["batch_size"],
+                "max_batch_delay_ms": batching["max_batch_delay_ms"],
+                "kind": "KIND_GPU" if spec.variant == "gpu" else "KIND_CPU"}
+        folder = layout.root / "stage" / REPOSITORY_DIR.lstrip("/") / name
+        (folder / "1").mkdir(parents=True)
+        shutil.copy2(HOST_DIR / "1" / "model.py", folder / "1" / "model.py")
+        template = _jinja().from_string((HOST_DIR / "config.pbtxt.j2").read_text())
+        (folder / "config.pbtxt").write_text(template.render(host=host))
+        layout.requirement_lines += list(TORCHSERVE_PYTHON)
+        return {"kind": "torchserve-host", "default_model": name, "load": [name],
+                "raw_body": True, "hosted": {**stage, "host": host, "info": None}}
+
+    def runtime_env(self, spec: ImageSpec, model_vars: dict) -> list[tuple[str, str]]:
+        env = [("BYOC_TRITON_DEFAULT_MODEL", model_vars["default_model"]),
+               ("BYOC_TRITON_LOAD", ",".join(model_vars["load"]))]
         if spec.runtime == "pytriton":
             env.append(("LD_LIBRARY_PATH", "/opt/tritonserver-libs"))
         return env
+
+
+def _check_inputs(model: ModelSpec) -> None:
+    """Archiver inputs built for Triton: the same feature scan as for a finished .mar."""
+    sources = [model.torchserve.handler_file, *model.torchserve.extra_files]
+    files = {}
+    for source in sources:
+        if source is not None and source.path is not None and source.path.suffix == ".py":
+            files[source.path.name] = source.path.read_bytes()
+    info = mar.MarInfo(path=Path(model.origin), model_name=model.torchserve.model_name,
+                       version=model.torchserve.version, handler="", runtime="python",
+                       requirements="", config={}, files=files)
+    config = model.torchserve.config_file
+    if config is not None and config.path is not None:
+        info = dataclasses.replace(info, config=mar.read_config(config.path))
+    features = mar.unsupported_features(info)
+    if features:
+        raise ConfigError(f"{model.origin}: Triton's host of TorchServe archives does not "
+                          f"support {features[0]}", f"see {_SUPPORT}; serve this model with "
+                          "`python build.py torchserve`")
+
+
+def _jinja() -> jinja2.Environment:
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+
+
+def render_templates(folder: Path, spec: ImageSpec) -> None:
+    """config.pbtxt.j2 files in a repository take the image's settings (instances,
+    batching), so one repository serves cpu and gpu variants."""
+    env = _jinja()
+    for template in sorted(folder.rglob("*.j2")):
+        text = env.from_string(template.read_text()).render(spec=spec)
+        template.with_suffix("").write_text(text)
+        template.unlink()
 
 
 FLAVOR = TritonFlavor()

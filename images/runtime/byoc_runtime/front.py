@@ -25,7 +25,13 @@ PING_CACHE_S = 0.5
 
 
 class ClientFault(ValueError):
-    """A backend adapter's verdict that the request itself is wrong: a 400 with the message."""
+    """A backend adapter's verdict that the request itself is wrong: a 4xx (400 unless
+    said) with the message and any extra fields, such as the supported types."""
+
+    def __init__(self, message: str, status: int = 400, **extra):
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
 
 
 class Reply:
@@ -43,10 +49,38 @@ class Backend(Protocol):
 
     name: str
 
+    def supported_content_types(self, declared: tuple[str, ...]) -> tuple[str, ...] | None:
+        """Request types the model takes (None: any); declared is the model's own list."""
+
     async def ready(self, session: ClientSession) -> tuple[bool, str]: ...
 
     async def invoke(self, session: ClientSession, body: bytes, content_type: str,
                      headers: dict[str, str]) -> Reply: ...
+
+
+# Connection-level headers stay with each hop (RFC 9110 7.6.1); the rest reach the model.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+                        "te", "trailer", "transfer-encoding", "upgrade", "host",
+                        "content-length", "content-type", "expect"})
+
+
+def forwarded_headers(headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
+
+
+def label_untyped(body: bytes) -> str:
+    """The Content-Type of an answer the model sent without one (TorchServe 0.12 sends
+    none unless the handler sets it): JSON if it reads as JSON, text if UTF-8, else bytes.
+    One rule for both servers, so the same handler answers alike on each."""
+    head = body[:1].lstrip() or body.lstrip()[:1]
+    tail = body.rstrip()[-1:]
+    if (head, tail) in ((b"{", b"}"), (b"[", b"]")):
+        return "application/json"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "application/octet-stream"
+    return "text/plain; charset=utf-8"
 
 
 def json_error(status: int, message: str, **extra) -> web.Response:
@@ -154,12 +188,10 @@ class Front:
     async def invocations(self, request: web.Request) -> web.Response:
         settings = self.settings
         content_type = media_type(request.headers.get("Content-Type"))
-        if content_type not in settings.accept_content_types:
+        supported = self.backend.supported_content_types(settings.accept_content_types)
+        if supported is not None and content_type not in supported:
             return json_error(415, f"unsupported Content-Type {content_type or '(none)'!r}",
-                              supported=list(settings.accept_content_types))
-        if not accepts(request.headers.get("Accept"), settings.response_content_type):
-            return json_error(406, f"cannot produce Accept {request.headers.get('Accept')!r}",
-                              supported=[settings.response_content_type])
+                              supported=list(supported))
         if (request.content_length or 0) > settings.max_payload_bytes:
             return json_error(413, f"request body of {request.content_length} bytes is larger "
                               f"than {settings.max_payload_bytes} (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
@@ -169,16 +201,13 @@ class Front:
         inference_id = request.headers.get(INFERENCE_ID)
         if inference_id:
             log.info("invocation %s: %d bytes of %s", inference_id, len(body), content_type)
-        forward = {}
-        if CUSTOM_ATTRIBUTES in request.headers:
-            forward[CUSTOM_ATTRIBUTES] = request.headers[CUSTOM_ATTRIBUTES]
         try:
             reply = await asyncio.wait_for(
                 self.backend.invoke(self.session, body, request.headers.get("Content-Type", ""),
-                                    forward),
+                                    forwarded_headers(request.headers)),
                 timeout=settings.timeout_s)
         except ClientFault as exc:
-            return json_error(400, str(exc))
+            return json_error(exc.status, str(exc), **exc.extra)
         except asyncio.TimeoutError:
             log.warning("invocation timed out after %d s", settings.timeout_s)
             return json_error(504, f"the model did not answer within {settings.timeout_s} s "
@@ -186,8 +215,13 @@ class Front:
         except (ClientError, OSError) as exc:
             log.error("%s unreachable: %s", self.backend.name, exc)
             return json_error(503, f"{self.backend.name} is not reachable")
-        response = web.Response(status=reply.status, body=reply.body,
-                                content_type=reply.content_type)
+        answer_type = reply.content_type or label_untyped(reply.body)
+        accept = request.headers.get("Accept")
+        if reply.status < 400 and not accepts(accept, media_type(answer_type)):
+            return json_error(406, f"cannot produce Accept {accept!r}: this model answers "
+                              f"{media_type(answer_type)}", supported=[media_type(answer_type)])
+        response = web.Response(status=reply.status, body=reply.body)
+        response.headers["Content-Type"] = answer_type
         # Echo custom attributes only when the model server set them (C10).
         if CUSTOM_ATTRIBUTES in reply.headers:
             response.headers[CUSTOM_ATTRIBUTES] = reply.headers[CUSTOM_ATTRIBUTES]

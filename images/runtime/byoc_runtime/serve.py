@@ -20,6 +20,7 @@ from aiohttp import web
 from . import settings as settings_mod
 from .cuda_compat import apply_forward_compat
 from .front import Front
+from .placement import write_state
 
 log = logging.getLogger("byoc.serve")
 
@@ -28,13 +29,15 @@ FRONT_DRAIN_S = 5
 
 
 def make_backend(flavor: str, settings):
-    if flavor == "torchserve":
-        from .torchserve import TorchServe
-        return TorchServe(settings)
-    if flavor == "triton":
-        from .triton import Triton
-        return Triton(settings)
-    raise SystemExit(f"serve: BYOC_FLAVOR={flavor!r} is not torchserve or triton")
+    """The adapter named after the flavor (byoc_runtime/adapters/NAME.py)."""
+    import importlib
+
+    try:
+        adapter = importlib.import_module(f"byoc_runtime.adapters.{flavor}")
+    except ModuleNotFoundError:
+        raise SystemExit(f"serve: BYOC_FLAVOR={flavor!r} names no adapter in "
+                         "byoc_runtime/adapters") from None
+    return adapter.Backend(settings)
 
 
 def _stop_process_group(proc: subprocess.Popen, grace_s: float) -> int:
@@ -57,6 +60,7 @@ async def supervise(flavor: str) -> int:
     settings = settings_mod.from_env()
     backend = make_backend(flavor, settings)
     argv = backend.command()
+    write_state(flavor, backend.state())  # for `python -m byoc_runtime.placement` (C27)
     # CUDA forward-compatibility libraries go on the library path only when the host
     # driver is older than the image's CUDA needs (C26); serve itself never loads CUDA.
     env, compat_line = apply_forward_compat(os.environ, os.environ.get("BYOC_CUDA", "none"))

@@ -25,8 +25,9 @@ class Settings:
     timeout_s: int  # per-request server-side timeout, under SageMaker's 60 s (C08)
     max_payload_bytes: int  # larger requests get 413 (C09)
     log_level: str
-    accept_content_types: tuple[str, ...]
-    response_content_type: str
+    # Content types the model declared (BYOC_ACCEPT_CONTENT_TYPES); empty: whatever the
+    # server takes, which the adapter decides.
+    accept_content_types: tuple[str, ...] = ()
 
     def internal_ports(self, count: int) -> list[int]:
         """Loopback ports for the server behind the front, inside the safe range if set."""
@@ -96,6 +97,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
                                _int(env, "BYOC_DEFAULT_MAX_PAYLOAD_MB", 6, 1, 1024), 1, 1024)
         * 1024 * 1024,
         log_level=_log_level(env),
-        accept_content_types=accept or ("application/json",),
-        response_content_type=env.get("BYOC_RESPONSE_CONTENT_TYPE", "application/json"),
+        accept_content_types=accept,
     )

@@ -16,9 +16,11 @@ import zipfile
 from pathlib import Path
 
 from aiohttp import ClientSession
+from multidict import CIMultiDict
 
-from .front import Reply, error_reply
-from .settings import Settings
+from ..check_model import check_archive
+from ..front import Reply, error_reply
+from ..settings import Settings
 
 MODEL_DIR = Path("/opt/ml/model")  # where SageMaker extracts ModelDataUrl
 BAKED_STORE = Path("/opt/byoc/model-store")  # the model built into the image
@@ -40,39 +42,68 @@ def find_model_store(model_dir: Path = MODEL_DIR, baked: Path = BAKED_STORE) -> 
         "`python build.py package-model torchserve`.")
 
 
-def pick_model(store: Path, wanted: str | None) -> tuple[str, Path]:
+def pick_model(store: Path, wanted: str | None) -> Path:
     mars = sorted(store.glob("*.mar"))
     if wanted:
         for mar in mars:
             if mar.stem == wanted:
-                return wanted, mar
+                return mar
         raise ModelLayoutError(f"BYOC_DEFAULT_MODEL_NAME={wanted!r} but {store} holds only "
                                f"{', '.join(m.name for m in mars)}")
     if len(mars) > 1:
         raise ModelLayoutError(f"{store} holds {len(mars)} models "
                                f"({', '.join(m.name for m in mars)}); set "
                                "BYOC_DEFAULT_MODEL_NAME to the one to serve")
-    return mars[0].stem, mars[0]
+    return mars[0]
 
 
-def mar_version(mar: Path) -> str:
+def mar_manifest(mar: Path) -> tuple[str, str]:
+    """(model name, version) as TorchServe registers the archive: from its manifest."""
     try:
         with zipfile.ZipFile(mar) as archive:
             manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise ModelLayoutError(f"{mar} is not a valid TorchServe model archive: {exc}") from None
-    return str(manifest.get("model", {}).get("modelVersion") or "1.0")
+    model = manifest.get("model") or {}
+    return str(model.get("modelName") or mar.stem), str(model.get("modelVersion") or "1.0")
 
 
-class TorchServe:
+def check_model(model_dir: Path) -> int:
+    """Build time (byoc_runtime.check_model): each archive's handler imports here."""
+    return check_archive_files(sorted(Path(model_dir).glob("*.mar")), model_dir)
+
+
+def check_archive_files(archives: list[Path], model_dir: Path) -> int:
+    from ..check_model import fail
+
+    if not archives:
+        return fail(f"no .mar in the model stage ({model_dir})", "see the model stage above")
+    for mar in archives:
+        if check_archive(mar, mar.name):
+            return 1
+    return 0
+
+
+def placement(state: dict) -> dict[str, str]:
+    """Each worker, as TorchServe's management API describes it (its gpu flag)."""
+    import urllib.request
+
+    with urllib.request.urlopen(state["describe_url"], timeout=10) as response:
+        described = json.loads(response.read())
+    workers = described[0].get("workers", []) if described else []
+    return {f"{state['model']} worker {w.get('id')}": "gpu" if w.get("gpu") else "cpu"
+            for w in workers}
+
+
+class Backend:
     name = "torchserve"
 
     def __init__(self, settings: Settings, env: dict[str, str] | None = None):
         env = os.environ if env is None else env
         self.settings = settings
         self.store = find_model_store()
-        self.model, self.mar = pick_model(self.store, env.get("BYOC_DEFAULT_MODEL_NAME"))
-        self.version = mar_version(self.mar)
+        self.mar = pick_model(self.store, env.get("BYOC_DEFAULT_MODEL_NAME"))
+        self.model, self.version = mar_manifest(self.mar)
         # TorchServe also opens two gRPC ports; they get loopback ports in the safe range too.
         (self.inference_port, self.management_port, self.metrics_port,
          self.grpc_inference_port, self.grpc_management_port) = settings.internal_ports(5)
@@ -155,6 +186,12 @@ class TorchServe:
         logs = WORK_DIR / "logs"
         return {"LOG_LOCATION": str(logs), "METRICS_LOCATION": str(logs)}
 
+    def state(self) -> dict:
+        return {"model": self.model, "describe_url": self.describe_url}
+
+    def supported_content_types(self, declared: tuple[str, ...]) -> tuple[str, ...] | None:
+        return declared or None  # TorchServe takes any body; the handler decides
+
     async def ready(self, session: ClientSession) -> tuple[bool, str]:
         # TorchServe's own /ping says 200 before the model loads and while a worker
         # crash-loops; a READY worker (whose handler ran its self-test) is the truth.
@@ -171,10 +208,10 @@ class TorchServe:
     async def invoke(self, session: ClientSession, body: bytes, content_type: str,
                      headers: dict[str, str]) -> Reply:
         async with session.post(self.predict_url, data=body,
-                                headers={"Content-Type": content_type, **headers}) as response:
+                                headers={**headers, "Content-Type": content_type}) as response:
             raw = await response.read()
             if response.status >= 400:
                 return error_reply(response.status, raw)
-            return Reply(response.status, raw,
-                         response.headers.get("Content-Type", "application/json"),
-                         dict(response.headers))
+            # No Content-Type unless the handler set one: the front labels it (label_untyped).
+            return Reply(response.status, raw, response.headers.get("Content-Type", ""),
+                         CIMultiDict(response.headers))

@@ -8,9 +8,17 @@ logging logs every /ping, against contract C16), and the Python backend's shared
 memory defaults to 4 MiB per stub instead of 16 MiB, because this repository runs
 several Python-backend models in SageMaker's fixed 64 MB /dev/shm.
 
+Single-model mode loads every model of the repository (or the model description's
+load:, BYOC_TRITON_LOAD), so ensembles and BLS calls find their models; /invocations
+runs the default model: SAGEMAKER_TRITON_DEFAULT_MODEL_NAME, else the description's
+default_model (BYOC_TRITON_DEFAULT_MODEL), else Triton's rule (the only folder).
+
 Front mode (default): tritonserver serves HTTP on loopback only; the front owns the
-public port and turns the example model's content types into the ensemble's
-PAYLOAD/CONTENT_TYPE tensors; KServe v2 JSON and binary tensor requests pass through.
+public port. KServe v2 JSON and binary tensor requests pass through to the default
+model. Other bodies reach it only when it follows the raw-body convention (a TYPE_STRING
+input PAYLOAD, optional CONTENT_TYPE and HEADERS, a TYPE_STRING output RESPONSE and
+optional RESPONSE_CONTENT_TYPE, RESPONSE_HEADERS and STATUS; read from Triton's own
+model config): the body goes as PAYLOAD in Triton's binary tensor extension.
 Native mode (BYOC_TRITON_FRONT=off, and always with SAGEMAKER_MULTI_MODEL=true):
 tritonserver's own SageMaker endpoint is the public port, as in Triton's images."""
 
@@ -26,9 +34,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import ClientSession
+from multidict import CIMultiDict
 
-from .front import ClientFault, Reply, error_reply, media_type
-from .settings import Settings, SettingsError
+from ..check_model import check_archive, compile_python
+from ..front import ClientFault, Reply, error_reply, media_type
+from ..settings import Settings, SettingsError
 
 MODEL_DIR = Path("/opt/ml/model")
 BAKED_REPOSITORY = Path("/opt/byoc/model-store")
@@ -39,6 +49,11 @@ SHM_DEFAULT_BYTES = 4 * 1024 * 1024
 SHM_GROWTH_BYTES = 1024 * 1024
 EXIT_TIMEOUT_S = 20  # in-flight requests get this long after SIGTERM (C02: 30 s in all)
 INFERENCE_TYPES = ("infer", "generate", "generate_stream")
+KSERVE_TYPES = ("application/json", BINARY_JSON)
+# The raw-body convention (triton_backends/README.md).
+RAW_INPUT, RAW_CONTENT_TYPE, RAW_HEADERS = "PAYLOAD", "CONTENT_TYPE", "HEADERS"
+RAW_OUTPUT, RAW_HEADERS_OUT = "RESPONSE", "RESPONSE_HEADERS"
+RAW_OUTPUTS = (RAW_OUTPUT, "RESPONSE_CONTENT_TYPE", RAW_HEADERS_OUT, "STATUS")
 PING_MODES = ("ready", "live")
 
 
@@ -85,27 +100,52 @@ def find_repository(model_dir: Path = MODEL_DIR, baked: Path = BAKED_REPOSITORY)
         "`python build.py package-model triton`.")
 
 
-def default_model(repository: Path, wanted: str | None) -> str:
-    """The checks of Triton's SageMaker serve, with messages that say how to fix them."""
+def model_folders(repository: Path) -> list[str]:
     if (repository / "config.pbtxt").exists():
         raise ModelLayoutError(
             f"config.pbtxt is at the top of {repository}: each model needs its own folder "
             f"({repository}/<model_name>/config.pbtxt and <model_name>/1/...)")
-    folders = sorted(p.name for p in repository.iterdir() if p.is_dir())
+    return sorted(p.name for p in repository.iterdir()
+                  if p.is_dir() and (p / "config.pbtxt").is_file())
+
+
+def models_to_load(folders: list[str], described: str) -> list[str]:
+    """The description's load: list where the repository has those models, else all."""
+    wanted = [name for name in described.split(",") if name.strip()]
+    chosen = [name for name in wanted if name in folders]
+    return chosen or folders
+
+
+def default_model(repository: Path, folders: list[str], wanted: str | None,
+                  described: str | None, loaded: list[str]) -> str:
+    """The checks of Triton's SageMaker serve, with messages that say how to fix them."""
     if wanted:
         if wanted not in folders:
             raise ModelLayoutError(
-                f"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME={wanted} but {repository} has no folder "
-                f"{wanted} (found: {', '.join(folders) or 'none'})")
+                f"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME={wanted} but {repository} has no model "
+                f"folder {wanted} (found: {', '.join(folders) or 'none'})")
         return wanted
-    if not folders:
-        raise ModelLayoutError(f"no model folder in {repository}")
-    if len(folders) > 1:
+    if described and described in folders:
+        return described
+    if not loaded:
+        raise ModelLayoutError(f"no model folder (with a config.pbtxt) in {repository}")
+    if len(loaded) > 1:
         raise ModelLayoutError(
-            f"{len(folders)} model folders in {repository} ({', '.join(folders)}): set "
+            f"{len(loaded)} models in {repository} ({', '.join(loaded)}): set "
             "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME to the one /invocations should run "
-            "(an ensemble loads the models it uses)")
-    return folders[0]
+            "(all of them are loaded, for ensembles and BLS)")
+    return loaded[0]
+
+
+def check_model(model_dir: Path) -> int:
+    """Build time (byoc_runtime.check_model): hosted TorchServe handlers import, Python
+    backend models compile."""
+    model_dir = Path(model_dir)
+    for archive in sorted(model_dir.glob("*/[0-9]*/archive")):
+        if check_archive(archive, f"{archive.parent.parent.name} (TorchServe archive on "
+                                  "Triton)"):
+            return 1
+    return compile_python(sorted(model_dir.glob("*/[0-9]*/model.py")), model_dir)
 
 
 def gpu_count() -> int:
@@ -115,7 +155,22 @@ def gpu_count() -> int:
     return len([line for line in out.stdout.splitlines() if line.startswith("GPU ")])
 
 
-class Triton:
+def placement(state: dict) -> dict[str, str]:
+    """Each loaded model's instance groups, as Triton's own model config reports them."""
+    import urllib.request
+
+    found = {}
+    for model in state["models"]:
+        with urllib.request.urlopen(f"{state['base']}/v2/models/{model}/config",
+                                    timeout=10) as response:
+            config = json.loads(response.read())
+        kinds = {g.get("kind") for g in config.get("instance_group", [])}
+        if kinds:  # ensembles run no instances of their own
+            found[model] = "gpu" if kinds == {"KIND_GPU"} else "cpu"
+    return found
+
+
+class Backend:
     name = "tritonserver"
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None):
@@ -126,16 +181,24 @@ class Triton:
         self.native = self.multi_model or not _bool(env, "BYOC_TRITON_FRONT", True)
         self.inference_type = _choice(env, "SAGEMAKER_TRITON_INFERENCE_TYPE", INFERENCE_TYPES)
         self.ping_mode = _choice(env, "SAGEMAKER_TRITON_OVERRIDE_PING_MODE", PING_MODES)
+        self.loaded: list[str] = []
+        self.model_config: dict | None = None  # the default model's, fetched once ready
         if self.multi_model:
             self.repository = MULTI_MODEL_REPOSITORY
             self.model = None
         else:
             self.repository = find_repository()
-            self.model = default_model(self.repository,
-                                       env.get("SAGEMAKER_TRITON_DEFAULT_MODEL_NAME"))
+            folders = model_folders(self.repository)
+            self.loaded = models_to_load(folders, env.get("BYOC_TRITON_LOAD", ""))
+            self.model = default_model(self.repository, folders,
+                                       env.get("SAGEMAKER_TRITON_DEFAULT_MODEL_NAME"),
+                                       env.get("BYOC_TRITON_DEFAULT_MODEL"), self.loaded)
+            if self.model not in self.loaded:
+                self.loaded.append(self.model)
         (self.http_port,) = settings.internal_ports(1)
         base = f"http://127.0.0.1:{self.http_port}"
         self.infer_url = f"{base}/v2/models/{self.model}/{self.inference_type}"
+        self.config_url = f"{base}/v2/models/{self.model}/config"
         self.ready_url = (f"{base}/v2/models/{self.model}/ready" if self.ping_mode == "ready"
                           else f"{base}/v2/health/live")
 
@@ -153,8 +216,7 @@ class Triton:
         else:
             args += ["--allow-sagemaker=false", "--allow-http=true", "--http-address=127.0.0.1",
                      f"--http-port={self.http_port}"]
-        if self.model:
-            args.append(f"--load-model={self.model}")
+        args += [f"--load-model={name}" for name in self.loaded]
         grpc = _bool(env, "SAGEMAKER_TRITON_ALLOW_GRPC", False)
         args.append(f"--allow-grpc={str(grpc).lower()}")
         if grpc:
@@ -201,11 +263,36 @@ class Triton:
         # The Python backend stub runs models with the venv's packages (numpy, torch).
         return {"PYTHONPATH": _venv_site_packages()}
 
+    def state(self) -> dict:
+        return {"base": f"http://127.0.0.1:{self.http_port}", "models": self.loaded}
+
     async def ready(self, session: ClientSession) -> tuple[bool, str]:
         async with session.get(self.ready_url) as response:
-            if response.status == 200:
-                return True, "ready"
-            return False, f"{self.model} not ready ({response.status})"
+            if response.status != 200:
+                return False, f"{self.model} not ready ({response.status})"
+        if self.model_config is None:
+            async with session.get(self.config_url) as response:
+                if response.status != 200:
+                    return False, f"{self.model} config not readable ({response.status})"
+                self.model_config = await response.json(content_type=None)
+        return True, "ready"
+
+    # -- what the default model takes ---------------------------------------------------------
+    def _tensors(self, kind: str) -> dict[str, dict]:
+        return {t["name"]: t for t in (self.model_config or {}).get(kind, [])}
+
+    @property
+    def raw_body(self) -> bool:
+        inputs, outputs = self._tensors("input"), self._tensors("output")
+        return (inputs.get(RAW_INPUT, {}).get("data_type") == "TYPE_STRING"
+                and outputs.get(RAW_OUTPUT, {}).get("data_type") == "TYPE_STRING")
+
+    def supported_content_types(self, declared: tuple[str, ...]) -> tuple[str, ...] | None:
+        if self.model_config is None:
+            return None  # not ready yet: invoke() answers
+        if self.raw_body:
+            return tuple(dict.fromkeys((*declared, *KSERVE_TYPES))) if declared else None
+        return KSERVE_TYPES
 
     async def invoke(self, session: ClientSession, body: bytes, content_type: str,
                      headers: dict[str, str]) -> Reply:
@@ -216,7 +303,11 @@ class Triton:
                                                       str(header_size)})
         if kind == "application/json" and _is_kserve_v2(body):
             return await self._native(session, body, {"Content-Type": "application/json"})
-        return await self._payload(session, body, content_type)
+        if not self.raw_body:
+            raise ClientFault(f"{self.model} takes KServe v2 requests only (its config has no "
+                              f"{RAW_INPUT} input for raw bodies)", status=415,
+                              supported=list(KSERVE_TYPES))
+        return await self._payload(session, body, content_type, headers)
 
     async def _native(self, session: ClientSession, body: bytes, headers: dict) -> Reply:
         """KServe v2 JSON or binary tensors: to Triton as they are, answers as Triton's."""
@@ -229,22 +320,24 @@ class Triton:
                 return Reply(200, raw, f"{BINARY_JSON};json-header-size={header_size}")
             return Reply(200, raw, "application/json")
 
-    async def _payload(self, session: ClientSession, body: bytes, content_type: str) -> Reply:
-        """The example model's own content types: one BYTES tensor each for the body and
-        its Content-Type, sent in Triton's binary tensor extension (no base64, no copy
-        into JSON); the answer is the RESPONSE tensor's bytes."""
-        ctype = content_type.encode()
+    async def _payload(self, session: ClientSession, body: bytes, content_type: str,
+                       headers: dict[str, str]) -> Reply:
+        """A raw body as the model's PAYLOAD tensor, in Triton's binary tensor extension (no
+        base64, no copy into JSON); the answer is the RESPONSE tensor's bytes."""
+        declared_in, declared_out = self._tensors("input"), self._tensors("output")
+        shape = [1, 1] if int((self.model_config or {}).get("max_batch_size", 0)) > 0 else [1]
+        values = {RAW_INPUT: body, RAW_CONTENT_TYPE: content_type.encode(),
+                  RAW_HEADERS: json.dumps(headers).encode()}
+        sent = [name for name in (RAW_INPUT, RAW_CONTENT_TYPE, RAW_HEADERS)
+                if name in declared_in]
+        wanted = [name for name in RAW_OUTPUTS if name in declared_out]
         header = json.dumps({
-            "inputs": [
-                {"name": "PAYLOAD", "shape": [1], "datatype": "BYTES",
-                 "parameters": {"binary_data_size": len(body) + 4}},
-                {"name": "CONTENT_TYPE", "shape": [1], "datatype": "BYTES",
-                 "parameters": {"binary_data_size": len(ctype) + 4}},
-            ],
-            "outputs": [{"name": "RESPONSE", "parameters": {"binary_data": True}}],
+            "inputs": [{"name": name, "shape": shape, "datatype": "BYTES",
+                        "parameters": {"binary_data_size": len(values[name]) + 4}}
+                       for name in sent],
+            "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in wanted],
         }).encode()
-        data = b"".join((header, struct.pack("<I", len(body)), body,
-                         struct.pack("<I", len(ctype)), ctype))
+        data = b"".join([header] + [struct.pack("<I", len(values[n])) + values[n] for n in sent])
         async with session.post(self.infer_url, data=data, headers={
                 "Inference-Header-Content-Length": str(len(header)),
                 "Content-Type": "application/octet-stream"}) as response:
@@ -252,10 +345,31 @@ class Triton:
             if response.status >= 400:
                 return error_reply(response.status, raw)
             header_size = int(response.headers["Inference-Header-Content-Length"])
-        # RESPONSE is one BYTES element: a 4-byte little-endian length, then the bytes.
-        (length,) = struct.unpack_from("<I", raw, header_size)
-        start = header_size + 4
-        return Reply(200, raw[start:start + length], "application/json")
+        outputs = binary_outputs(raw, header_size)
+        status = int(outputs.get("STATUS", 200))
+        answer = outputs.get(RAW_OUTPUT, b"")
+        if status >= 400:
+            return error_reply(status, answer)
+        extra = json.loads(outputs.get(RAW_HEADERS_OUT) or b"{}")
+        return Reply(status, answer, outputs.get("RESPONSE_CONTENT_TYPE", b"").decode(),
+                     CIMultiDict({str(k): str(v) for k, v in extra.items()}))
+
+
+def binary_outputs(raw: bytes, header_size: int) -> dict[str, bytes | int]:
+    """Outputs of one request from Triton's binary tensor extension: a BYTES element's
+    bytes (a 4-byte little-endian length, then the bytes), an INT32's value."""
+    header = json.loads(raw[:header_size])
+    at, found = header_size, {}
+    for output in header.get("outputs", []):
+        size = int(output.get("parameters", {}).get("binary_data_size", 0))
+        blob = raw[at:at + size]
+        at += size
+        if output.get("datatype") == "BYTES":
+            (length,) = struct.unpack_from("<I", blob, 0)
+            found[output["name"]] = blob[4:4 + length]
+        elif output.get("datatype") == "INT32":
+            found[output["name"]] = struct.unpack_from("<i", blob, 0)[0]
+    return found
 
 
 def _json_header_size(content_type: str) -> int:
@@ -267,14 +381,16 @@ def _json_header_size(content_type: str) -> int:
 
 
 def _is_kserve_v2(body: bytes) -> bool:
-    """KServe v2 requests name "inputs"; the example model's JSON names "instances"."""
+    """KServe v2 requests are JSON objects with an "inputs" list; anything else with
+    Content-Type application/json is a raw body for a model that takes them."""
     head = body[:4096].lstrip()
     if not head.startswith(b"{") or b'"inputs"' not in body:
         return False
     try:
-        return "inputs" in json.loads(body)
-    except ValueError:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
         return False
+    return isinstance(parsed, dict) and isinstance(parsed.get("inputs"), list)
 
 
 def _venv_site_packages() -> str:
