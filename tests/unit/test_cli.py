@@ -67,7 +67,7 @@ def test_render_writes_the_context_and_returns_0(capsys, tmp_path):
     status, lines = run_cli(capsys, "render", "torchserve", "--variant", "cpu",
                             "--out", str(out))
     assert status == ExitStatus.OK
-    assert "FROM venv AS image" in (out / "Dockerfile").read_text()
+    assert "FROM serving AS image" in (out / "Dockerfile").read_text()
     assert lines == [f"OK  rendered torchserve-cpu: {out / 'Dockerfile'}"]
 
 
@@ -87,7 +87,8 @@ def test_render_flags_reach_the_dockerfile(capsys, tmp_path):
 
 def test_build_variant_defaults_to_gpu():
     args = cli.parse(["torchserve"])
-    assert (args.command, args.flavor, args.variant) == ("torchserve", "torchserve", "gpu")
+    # every flavor's command is the one build command, told its flavor
+    assert (args.command, args.flavor, args.variant) == ("build", "torchserve", "gpu")
     assert not (args.test or args.gpu or args.no_model)
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from byoc import cli, compat
+from byoc.cli import options
 from byoc.compat import Outcome
 from byoc.console import Console
 from byoc.errors import ConfigError, ExitStatus, IncompatibleImage, UsageError
@@ -261,15 +262,20 @@ def test_gate_rejects_an_unknown_ami_version():
 def test_gate_built_checks_the_spec_instance_types(monkeypatch):
     seen = []
     monkeypatch.setattr(compat, "image_facts", lambda ref: seen.append(ref) or gpu_image("13.0"))
-    args = cli.parse(["torchserve", "--ami-version", GPU41])
-    built = type("Built", (), {"reference": "byoc-torchserve:0.1.0-gpu"})()
+    # The gate runs on the built image's id, before it is tagged.
+    image_id = "sha256:" + "b" * 64
     spec = type("Spec", (), {"instance_types": ("ml.g5.xlarge", "ml.g6.xlarge")})()
-    compat.gate_built(args, built, spec, Console(io.StringIO()))
-    assert seen == ["byoc-torchserve:0.1.0-gpu"]
+
+    def gate(*argv):
+        compat.gate_built(image_id, spec, options.gate_options(cli.parse(["torchserve", *argv])),
+                          Console(io.StringIO()))
+
+    gate("--ami-version", GPU41)
+    assert seen == [image_id]
     with pytest.raises(IncompatibleImage):
-        compat.gate_built(cli.parse(["torchserve"]), built, spec, Console(io.StringIO()))
-    allowed = cli.parse(["torchserve", "--allow-incompatible"])
-    compat.gate_built(allowed, built, spec, Console(io.StringIO()))
+        gate()
+    gate("--allow-incompatible")
+    assert seen == [image_id] * 3
 
 
 def test_build_commands_default_to_gating_on_the_default_driver():

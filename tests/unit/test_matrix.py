@@ -11,6 +11,7 @@ import pytest
 
 from byoc import builder, config, gitinfo, matrix, push, render, tags
 from byoc.errors import ByocError, UsageError
+from byoc.model.spec import ModelSpec
 
 
 @pytest.fixture(scope="module")
@@ -185,5 +186,6 @@ def test_images_of_one_repository_push_distinct_tags_and_are_told_apart(specs):
             key = (spec.repository, template.format(**fields))
             assert key not in claimed, f"{name} and {claimed[key]} both push {key[1]} to {key[0]}"
             claimed[key] = name
-        labels = dict(render.image_labels(spec))
+        labels = dict(render.image_labels(spec, ModelSpec(name="m", origin="test"),
+                                          {"kind": "mar"}))
         assert labels.get("dev.byoc.runtime") == spec.runtime, f"{name}: no runtime label"

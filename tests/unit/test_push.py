@@ -14,6 +14,7 @@ import threading
 import pytest
 
 from byoc import cli, config, dockerpush, push, registry, tags
+from byoc.cli import options
 from byoc.console import Console
 from byoc.registry import Credentials, Endpoint
 
@@ -464,5 +465,5 @@ def test_build_command_takes_the_push_options():
 def test_settings_take_command_line_overrides():
     spec = config.load()["torchserve-cpu"]
     args = cli.parse(["torchserve", "--region", "eu-west-3", "--no-create-repository"])
-    settings = push._settings(spec, args)
+    settings = push._settings(spec, options.push_options(args))
     assert settings.region == "eu-west-3" and settings.create_repository is False

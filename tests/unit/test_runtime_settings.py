@@ -19,8 +19,9 @@ def test_defaults_with_an_empty_environment():
     assert (s.port, s.safe_ports, s.workers, s.timeout_s) == (8080, None, 1, 50)
     assert s.max_payload_bytes == 6 * MB
     assert s.log_level == "INFO"
-    assert s.accept_content_types == ("application/json",)
-    assert s.response_content_type == "application/json"
+    # No declared types: the adapter decides what the server takes (front.py).
+    assert s.accept_content_types == ()
+    assert not hasattr(s, "response_content_type")  # the answer's own type is labelled
 
 
 def test_image_defaults_come_from_byoc_default_variables():
