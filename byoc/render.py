@@ -91,6 +91,10 @@ def image_labels(spec: ImageSpec, model: ModelSpec, model_vars: dict) -> list[tu
         "dev.byoc.model-kind": model_vars["kind"],
         "dev.byoc.instance-types": ",".join(spec.instance_types),
     }
+    if spec.torch.cuda and spec.runtime != "ngc":
+        # byoc's own runtimes ship no CUDA forward-compat libraries (NGC bases do): the
+        # gate counts an older driver as "will not start" for them (C26).
+        labels["dev.byoc.cuda-compat"] = "none"
     if model.samples:
         labels["dev.byoc.samples"] = SAMPLES_DIR
     if flavor.multi_model:
