@@ -66,7 +66,10 @@ async def supervise(flavor: str) -> int:
     env, compat_line = apply_forward_compat(os.environ, os.environ.get("BYOC_CUDA", "none"))
     log.info("cuda compat: %s", compat_line)
     env = {**env, **backend.env()}
-    log.info("starting %s: %s", backend.name, " ".join(argv))
+    shown = " ".join(argv)
+    for secret in getattr(backend, "secrets", ()):  # never in the logs (CloudWatch)
+        shown = shown.replace(secret, "***")
+    log.info("starting %s: %s", backend.name, shown)
     if getattr(backend, "native", False):
         # The server owns the public port itself (Triton's own SageMaker endpoint):
         # nothing to supervise, so it replaces this process and gets signals from tini.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import shutil
 import struct
@@ -50,6 +51,11 @@ SHM_GROWTH_BYTES = 1024 * 1024
 EXIT_TIMEOUT_S = 20  # in-flight requests get this long after SIGTERM (C02: 30 s in all)
 INFERENCE_TYPES = ("infer", "generate", "generate_stream")
 KSERVE_TYPES = ("application/json", BINARY_JSON)
+# Triton APIs that change the server (load/unload models, shared memory, tracing, log
+# settings), restricted to a header only the adapter knows; the multi-model mode, which
+# needs model control, runs Triton's own SageMaker endpoint instead of loopback HTTP.
+RESTRICTED_APIS = "model-repository,shared-memory,trace,logging"
+ADMIN_HEADER = "x-byoc-admin-key"
 # The raw-body convention (triton_backends/README.md).
 RAW_INPUT, RAW_CONTENT_TYPE, RAW_HEADERS = "PAYLOAD", "CONTENT_TYPE", "HEADERS"
 RAW_OUTPUT, RAW_HEADERS_OUT = "RESPONSE", "RESPONSE_HEADERS"
@@ -195,7 +201,13 @@ class Backend:
                                        env.get("BYOC_TRITON_DEFAULT_MODEL"), self.loaded)
             if self.model not in self.loaded:
                 self.loaded.append(self.model)
-        (self.http_port,) = settings.internal_ports(1)
+        # Loopback ports from SAGEMAKER_SAFE_PORT_RANGE: HTTP behind the front, and the
+        # opt-in gRPC and metrics endpoints (C03).
+        self.http_port, self.grpc_port, self.metrics_port = settings.internal_ports(3)
+        # The admin APIs stay closed to anything that lacks this per-start header: the
+        # front never sends it, so nothing in the container can load or unload models.
+        self.admin_key = secrets.token_hex(16)
+        self.secrets = (self.admin_key,)
         base = f"http://127.0.0.1:{self.http_port}"
         self.infer_url = f"{base}/v2/models/{self.model}/{self.inference_type}"
         self.config_url = f"{base}/v2/models/{self.model}/config"
@@ -215,17 +227,21 @@ class Backend:
                 args.append(f"--model-namespacing={namespacing}")
         else:
             args += ["--allow-sagemaker=false", "--allow-http=true", "--http-address=127.0.0.1",
-                     f"--http-port={self.http_port}"]
+                     f"--http-port={self.http_port}",
+                     f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_HEADER}={self.admin_key}"]
         args += [f"--load-model={name}" for name in self.loaded]
         grpc = _bool(env, "SAGEMAKER_TRITON_ALLOW_GRPC", False)
         args.append(f"--allow-grpc={str(grpc).lower()}")
         if grpc:
-            args.append(f"--grpc-port={_positive(env, 'SAGEMAKER_TRITON_GRPC_PORT', 8001)}")
+            args += ["--grpc-address=127.0.0.1",
+                     f"--grpc-port={_positive(env, 'SAGEMAKER_TRITON_GRPC_PORT', self.grpc_port)}",
+                     f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_HEADER}="
+                     f"{self.admin_key}"]
         metrics = _bool(env, "SAGEMAKER_TRITON_ALLOW_METRICS", False)
         args.append(f"--allow-metrics={str(metrics).lower()}")
         if metrics:
-            port = _positive(env, "SAGEMAKER_TRITON_METRICS_PORT", 8002)
-            args += [f"--metrics-port={port}"]
+            port = _positive(env, "SAGEMAKER_TRITON_METRICS_PORT", self.metrics_port)
+            args += ["--metrics-address=127.0.0.1", f"--metrics-port={port}"]
         for name, flag in (("SAGEMAKER_TRITON_BUFFER_MANAGER_THREAD_COUNT",
                             "--buffer-manager-thread-count"),
                            ("SAGEMAKER_TRITON_THREAD_COUNT",
