@@ -121,12 +121,12 @@ def _client_version(binary: str) -> tuple[int, ...] | None:
                              capture_output=True, text=True, timeout=20).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return None
-    digits = []
+    numbers = []
     for part in out.split("+")[0].split("."):
         if not part.isdigit():
             break
-        digits.append(int(part))
-    return tuple(digits) or None
+        numbers.append(int(part))
+    return tuple(numbers) or None
 
 
 def _has_buildx(binary: str) -> bool:

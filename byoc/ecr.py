@@ -178,7 +178,7 @@ class Ecr:
                           console: Console) -> Repository:
         if not 2 <= len(name) <= 256 or not re.fullmatch(_REPO_NAME, name):
             raise ConfigError(f"{name!r} is not a valid ECR repository name",
-                              "2-256 characters: lowercase letters, digits, . _ - and /")
+                              "2-256 characters: lowercase letters, numbers, . _ - and /")
         try:
             found = self._call(self.ecr, "describe_repositories",
                                repositoryNames=[name])["repositories"][0]

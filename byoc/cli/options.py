@@ -33,7 +33,8 @@ def model_options(args: argparse.Namespace) -> describe.ModelOptions:
         serialized_file=args.serialized_file, model_file=args.model_file,
         extra_files=args.extra_files, config_file=args.config_file, model_name=args.model_name,
         model_version=args.model_version, model_repository=args.model_repository,
-        default_model=args.default_model, requirements=args.requirements, samples=args.samples)
+        default_model=args.default_model, requirements=args.requirements, samples=args.samples,
+        content_types=args.content_types)
 
 
 def model(args: argparse.Namespace, spec: config.ImageSpec) -> ModelSpec:

@@ -65,6 +65,9 @@ def model_options(p: argparse.ArgumentParser) -> None:
                    help="pip requirements installed into the image at build time")
     g.add_argument("--samples", metavar="DIR",
                    help="request bodies (and expected answers) for verify, compare, deploy")
+    g.add_argument("--content-types", metavar="A,B",
+                   help="request types the front accepts (default: whatever the server "
+                        "takes; others get 415 naming these)")
 
 
 def gate_options(p: argparse.ArgumentParser) -> None:

@@ -46,13 +46,14 @@ class ModelOptions:
     default_model: str | None = None
     requirements: str | None = None
     samples: str | None = None
+    content_types: str | None = None  # comma-separated media types the front accepts
 
     def inline(self) -> bool:
         """Does the command line describe a model itself (not name one)?"""
         return any((self.mar, self.handler, self.serialized_file, self.model_repository))
 
     def overrides(self) -> bool:
-        return any((self.requirements, self.samples, self.default_model))
+        return any((self.requirements, self.samples, self.default_model, self.content_types))
 
 
 class _Where:
@@ -315,6 +316,9 @@ def _apply_overrides(spec: ModelSpec, o: ModelOptions) -> ModelSpec:
                             + (reader.path("--requirements", o.requirements),))
     if o.samples:
         spec = spec.replace(samples=reader.path("--samples", o.samples, folder=True))
+    if o.content_types:
+        spec = spec.replace(content_types=content_types(
+            where, "--content-types", [t for t in o.content_types.split(",") if t.strip()]))
     if o.default_model:
         if spec.triton is None:
             raise where.fail("--default-model", "only with a Triton repository "

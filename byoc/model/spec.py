@@ -3,7 +3,7 @@
 A model is described once, in a YAML file (images/models/NAME.yaml, see docs/models.md)
 or by the command line's model options; describe.py turns either into a ModelSpec.
 Paths are absolute by then; an `artifact:NAME` source names a file the model's build
-step writes (the digits example trains its weights that way)."""
+step writes (a model trained or exported during the image build)."""
 
 from __future__ import annotations
 

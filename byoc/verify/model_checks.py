@@ -57,9 +57,15 @@ def unsupported_types(s: Session, running: launcher.Running) -> None:
         parts, ok = [], True
         r415 = s.post(running, b"byoc", UNSUPPORTED_TYPE)
         if r415.status_code == 415:
-            supported = r415.json().get("supported") if is_json_error(r415) else None
-            ok &= bool(supported)
-            parts.append(f"{UNSUPPORTED_TYPE} -> 415 (supported: {supported})")
+            # The front names the types in "supported"; a model that answers 415 itself
+            # must at least name one it takes in its message.
+            body = r415.json() if is_json_error(r415) else {}
+            supported = body.get("supported")
+            named = [t for t in _taken_types(s) if t in str(body.get("error", ""))]
+            ok &= bool(supported or named)
+            parts.append(f"{UNSUPPORTED_TYPE} -> 415 ("
+                         + (f"supported: {supported}" if supported else
+                            f"the model's own 415 naming {named or 'no type it takes'}") + ")")
         else:
             # Only a model that declares its types (or a KServe-only Triton model) gets a
             # 415 from the front; any other reply must still not be a server error.
@@ -76,6 +82,12 @@ def unsupported_types(s: Session, running: launcher.Running) -> None:
         return ok, "; ".join(parts)
 
     s.check("C07", "415/406 with JSON naming supported types", check)
+
+
+def _taken_types(s: Session) -> list[str]:
+    declared = [t for t in s.target.env.get("BYOC_ACCEPT_CONTENT_TYPES", "").split(",") if t]
+    return declared or sorted({samples_mod.media_type(r.content_type)
+                               for r in s.known_requests()})
 
 
 def payload_limits(s: Session, running: launcher.Running) -> None:
