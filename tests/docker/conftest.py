@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from byoc import builder, config, launcher
+from byoc import IMAGES_DIR, builder, config, launcher
 from byoc.console import Console
 from byoc.errors import ByocError
+from byoc.model import describe
+from byoc.model.spec import ModelSpec
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_TAG = "byoc-test/{flavor}:{variant}{suffix}"
@@ -37,20 +39,31 @@ def docker_engine():
         pytest.skip(f"no Docker engine: {exc.message}")
 
 
+def example_model() -> ModelSpec:
+    """The example model, described in images/models/digits.yaml like any other."""
+    return describe.load(IMAGES_DIR / "models" / "digits.yaml")
+
+
 def build_image(flavor: str, variant: str = "cpu", *, runtime: str | None = None,
-                bake_model: bool = True) -> str:
+                bake_model: bool = True, model: ModelSpec | None = None,
+                tag: str | None = None) -> str:
+    """Build (from BuildKit's cache when nothing changed) and tag an image of a model
+    (default: the example) the way `build.py FLAVOR` does."""
     spec = config.select(config.load(), flavor, variant, runtime).replace(bake_model=bake_model)
     suffix = (f"-{runtime}" if runtime else "") + ("" if bake_model else "-nomodel")
-    tag = TEST_TAG.format(flavor=flavor, variant=variant, suffix=suffix)
-    builder.build(spec, builder.BuildOptions(tag=tag), Console(sys.stderr))
-    return tag
+    tag = tag or TEST_TAG.format(flavor=flavor, variant=variant, suffix=suffix)
+    console = Console(sys.stderr)
+    built = builder.build(spec, model or example_model(), builder.BuildOptions(tag=tag),
+                          console)
+    return builder.tag(built, console)
 
 
-def package_model(flavor: str, folder: Path) -> Path:
-    """The SageMaker model.tar.gz of a flavor, as `build.py package-model` writes it."""
+def package_model(flavor: str, folder: Path, model: ModelSpec | None = None) -> Path:
+    """The SageMaker model.tar.gz of a model, as `build.py package-model` writes it."""
     out = folder / "model.tar.gz"
     spec = config.select(config.load(), flavor, "cpu")
-    builder.package_model(spec, out, builder.BuildOptions(), Console(sys.stderr))
+    builder.package_model(spec, model or example_model(), out, builder.BuildOptions(),
+                          Console(sys.stderr))
     return out
 
 
