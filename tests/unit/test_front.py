@@ -1,5 +1,8 @@
 """byoc_runtime.front: the public /ping and /invocations, driven through aiohttp's test
-server with a fake backend (no model server, no network beyond loopback)."""
+server with a fake backend (no model server, no network beyond loopback). The backend
+(adapter) says which content types the model takes; the front refuses the rest (415),
+checks Accept against the answer's own type (406), forwards end-to-end headers and labels
+answers that come without a type."""
 
 from __future__ import annotations
 
@@ -13,15 +16,23 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from byoc_runtime import front
-from byoc_runtime.front import CUSTOM_ATTRIBUTES, INFERENCE_ID, Front, Reply, error_reply
+from byoc_runtime.front import (
+    CUSTOM_ATTRIBUTES,
+    INFERENCE_ID,
+    ClientFault,
+    Front,
+    Reply,
+    error_reply,
+    forwarded_headers,
+    label_untyped,
+)
 from byoc_runtime.settings import Settings
 from multidict import CIMultiDict
 
 LIMIT = 1024
 SETTINGS = Settings(port=8080, safe_ports=None, workers=1, timeout_s=5,
                     max_payload_bytes=LIMIT, log_level="INFO",
-                    accept_content_types=("image/png", "application/json"),
-                    response_content_type="application/json")
+                    accept_content_types=("image/png", "application/json"))
 JSON = {"Content-Type": "application/json"}
 PREDICTION = b'{"label": 7}'
 
@@ -30,13 +41,20 @@ class FakeBackend:
     name = "fake"
 
     def __init__(self, ready=True, reply: Reply | None = None, delay: float = 0.0,
-                 error: BaseException | None = None, ready_error: BaseException | None = None):
+                 error: BaseException | None = None, ready_error: BaseException | None = None,
+                 takes: tuple[str, ...] | None = None):
         self.is_ready = ready
+        self.takes = takes  # what the model takes beyond the declared types (None: any)
         self.reply = reply or Reply(200, PREDICTION, "application/json")
         self.delay = delay
         self.error = error
         self.ready_error = ready_error
         self.calls: list[tuple[bytes, str, dict]] = []
+
+    def supported_content_types(self, declared):
+        if self.takes is None:
+            return declared or None  # like TorchServe: the declared types, else any
+        return tuple(dict.fromkeys((*declared, *self.takes)))
 
     async def ready(self, session):
         if self.ready_error:
@@ -79,8 +97,11 @@ def call(f: Front, method: str, path: str, **kwargs) -> Result:
 
 
 def invoke(backend=None, settings=SETTINGS, data=PREDICTION, headers=JSON) -> Result:
+    """POST /invocations; headers without a Content-Type send none (aiohttp would add
+    application/octet-stream)."""
+    skip = () if "Content-Type" in headers else ("Content-Type",)
     return call(Front(settings, backend or FakeBackend()), "POST", "/invocations",
-                data=data, headers=headers)
+                data=data, headers=headers, skip_auto_headers=skip)
 
 
 def assert_json_error(result: Result, status: int, *needles: str) -> dict:
@@ -152,20 +173,47 @@ def test_invocation_forwards_body_and_content_type_and_returns_the_reply():
     backend = FakeBackend()
     result = invoke(backend, headers={"Content-Type": "application/json; charset=utf-8"})
     assert (result.status, result.body) == (200, PREDICTION)
-    assert backend.calls == [(PREDICTION, "application/json; charset=utf-8", {})]
+    body, content_type, headers = backend.calls[0]
+    assert (body, content_type) == (PREDICTION, "application/json; charset=utf-8")
+    # the Content-Type travels as its own argument, not among the forwarded headers
+    assert "content-type" not in {k.lower() for k in headers}
 
 
-def test_c10_unknown_headers_are_ignored_and_not_forwarded():
+def test_c10_unknown_headers_do_no_harm_and_reach_the_model():
+    """Handlers read their own headers (TorchServe hands them over), so the front forwards
+    end-to-end headers and the model ignores what it does not know."""
     backend = FakeBackend()
     result = invoke(backend, headers={**JSON, "X-Unknown": "1", "X-Amzn-Other": "2"})
-    assert result.status == 200 and backend.calls[0][2] == {}
+    assert result.status == 200
+    assert {"X-Unknown": "1", "X-Amzn-Other": "2"}.items() <= backend.calls[0][2].items()
+
+
+def test_hop_by_hop_headers_stay_with_the_front():
+    backend = FakeBackend()
+    invoke(backend, headers={**JSON, "Connection": "keep-alive", "Keep-Alive": "timeout=5",
+                             "TE": "trailers", "Expect": "", "X-Kept": "yes"})
+    sent = {k.lower() for k in backend.calls[0][2]}
+    assert "x-kept" in sent
+    assert not sent & {"connection", "keep-alive", "te", "host", "content-length",
+                       "content-type", "expect", "transfer-encoding"}
+
+
+def test_forwarded_headers_drop_exactly_the_hop_by_hop_ones():
+    given = CIMultiDict({"Host": "h", "Content-Length": "3", "Content-Type": "a/b",
+                         "Transfer-Encoding": "chunked", "Upgrade": "h2c", "Trailer": "x",
+                         "Proxy-Authorization": "p", "Proxy-Authenticate": "p",
+                         "Accept": "*/*", "X-Amzn-SageMaker-Custom-Attributes": "a=1",
+                         "Authorization": "Bearer t"})
+    assert forwarded_headers(given) == {"Accept": "*/*",
+                                        "X-Amzn-SageMaker-Custom-Attributes": "a=1",
+                                        "Authorization": "Bearer t"}
 
 
 def test_c10_custom_attributes_reach_the_backend_and_echo_when_it_sets_them():
     reply = Reply(200, PREDICTION, "application/json", {CUSTOM_ATTRIBUTES: "trace=1;x=2"})
     backend = FakeBackend(reply=reply)
     result = invoke(backend, headers={**JSON, CUSTOM_ATTRIBUTES: "trace=1"})
-    assert backend.calls[0][2] == {CUSTOM_ATTRIBUTES: "trace=1"}
+    assert backend.calls[0][2][CUSTOM_ATTRIBUTES] == "trace=1"
     assert result.headers[CUSTOM_ATTRIBUTES] == "trace=1;x=2"
 
 
@@ -195,9 +243,80 @@ def test_c07_unsupported_content_type_is_415_listing_the_supported_ones():
     assert backend.calls == []
 
 
+def test_c07_the_415_list_is_the_adapters():
+    """A KServe-only Triton model adds its own types to the declared ones: the list the
+    client gets is the adapter's answer, not the settings alone."""
+    binary = "application/vnd.sagemaker-triton.binary+json"
+    backend = FakeBackend(takes=("application/json", binary))
+    settings = dataclasses.replace(SETTINGS, accept_content_types=())
+    body = assert_json_error(invoke(backend, settings, headers={"Content-Type": "image/png"}),
+                             415, "image/png")
+    assert body["supported"] == ["application/json", binary]
+    assert invoke(backend, settings, headers={"Content-Type": binary}).status == 200
+
+
+def test_c07_no_declared_types_and_an_adapter_that_takes_anything_serves_any_type():
+    backend = FakeBackend()
+    settings = dataclasses.replace(SETTINGS, accept_content_types=())
+    assert invoke(backend, settings, headers={"Content-Type": "text/csv"}).status == 200
+    assert invoke(backend, settings, headers={}).status == 200
+    assert [c[1] for c in backend.calls] == ["text/csv", ""]
+
+
+def test_c07_missing_content_type_is_415_when_types_are_declared():
+    body = assert_json_error(invoke(headers={}), 415, "(none)")
+    assert body["supported"] == ["image/png", "application/json"]
+
+
 def test_c07_unacceptable_accept_is_406_listing_what_it_produces():
     result = invoke(headers={**JSON, "Accept": "text/csv"})
     assert assert_json_error(result, 406, "text/csv")["supported"] == ["application/json"]
+
+
+def test_c07_accept_is_checked_against_the_answers_own_type():
+    reply = Reply(200, b"7", "text/plain")
+    assert invoke(FakeBackend(reply=reply), headers={**JSON, "Accept": "text/*"}).status == 200
+    result = invoke(FakeBackend(reply=reply), headers={**JSON, "Accept": "application/json"})
+    assert assert_json_error(result, 406, "application/json", "text/plain")["supported"] == \
+        ["text/plain"]
+
+
+def test_c07_accept_of_an_untyped_answer_uses_its_label():
+    reply = Reply(200, b"\xff\xfebinary", "")
+    result = invoke(FakeBackend(reply=reply), headers={**JSON, "Accept": "application/json"})
+    assert assert_json_error(result, 406)["supported"] == ["application/octet-stream"]
+
+
+def test_c07_error_answers_are_not_turned_into_406():
+    """A model's own 4xx stays what it is, whatever the Accept header says."""
+    reply = error_reply(422, b"bad digit")
+    result = invoke(FakeBackend(reply=reply), headers={**JSON, "Accept": "image/png"})
+    assert_json_error(result, 422, "bad digit")
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b'{"label": 7}', "application/json"),
+    (b'  [1, 2]\n', "application/json"),
+    (b"7", "text/plain; charset=utf-8"),
+    ("caf\u00e9".encode(), "text/plain; charset=utf-8"),
+    (b'{"unterminated": ', "text/plain; charset=utf-8"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff", "application/octet-stream"),
+    (b"", "text/plain; charset=utf-8"),
+])
+def test_label_untyped_answers(body, expected):
+    assert label_untyped(body) == expected
+
+
+def test_an_untyped_answer_goes_out_with_its_label():
+    result = invoke(FakeBackend(reply=Reply(200, b"[0.1, 0.9]", "")))
+    assert (result.status, result.headers["Content-Type"]) == (200, "application/json")
+    result = invoke(FakeBackend(reply=Reply(200, b"seven", "")))
+    assert result.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_a_typed_answer_keeps_its_type():
+    result = invoke(FakeBackend(reply=Reply(200, b"[1]", "application/x-custom")))
+    assert result.headers["Content-Type"] == "application/x-custom"
 
 
 @pytest.mark.parametrize("accept", ["*/*", "application/*", "application/json;q=0.9",
@@ -247,6 +366,29 @@ def test_c08_slow_backend_gets_504_json_after_the_timeout():
     result = invoke(FakeBackend(delay=10), settings=dataclasses.replace(SETTINGS, timeout_s=1))
     assert_json_error(result, 504, "within 1 s", "SAGEMAKER_MODEL_SERVER_TIMEOUT")
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("fault, status, extra", [
+    (ClientFault("image is not 8x8"), 400, {}),
+    (ClientFault("takes KServe v2 only", status=415, supported=["application/json"]), 415,
+     {"supported": ["application/json"]}),
+    (ClientFault("too many rows", status=413, limit=10), 413, {"limit": 10}),
+])
+def test_c11_client_fault_from_the_adapter_is_its_status_with_its_fields(fault, status, extra):
+    body = assert_json_error(invoke(FakeBackend(error=fault)), status, str(fault))
+    assert {k: body[k] for k in extra} == extra
+
+
+def test_c11_the_front_keeps_serving_after_a_client_fault():
+    backend = FakeBackend(error=ClientFault("bad"))
+
+    async def scenario(client):
+        first = await fetch(client, "POST", "/invocations", data=b"x", headers=JSON)
+        backend.error = None
+        second = await fetch(client, "POST", "/invocations", data=PREDICTION, headers=JSON)
+        return first.status, second.status
+
+    assert run(Front(SETTINGS, backend), scenario) == (400, 200)
 
 
 def test_unreachable_backend_is_503_json():

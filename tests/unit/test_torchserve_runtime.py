@@ -1,6 +1,6 @@
-"""byoc_runtime.torchserve: model discovery, the .mar manifest, and the security posture of
-the generated config.properties (everything loopback-only, no model API, no env overrides,
-allowed_urls limited to local .mar files)."""
+"""byoc_runtime.adapters.torchserve: model discovery, the .mar manifest, and the security
+posture of the generated config.properties (everything loopback-only, no model API, no env
+overrides, allowed_urls limited to local .mar files)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,19 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from byoc_runtime import torchserve
-from byoc_runtime.settings import Settings
-from byoc_runtime.torchserve import (
+from byoc_runtime.adapters import torchserve
+from byoc_runtime.adapters.torchserve import (
+    Backend,
     ModelLayoutError,
-    TorchServe,
     find_model_store,
-    mar_version,
+    mar_manifest,
     pick_model,
 )
+from byoc_runtime.settings import Settings
 
 SETTINGS = Settings(port=9005, safe_ports=(9000, 9010), workers=2, timeout_s=40,
                     max_payload_bytes=6 * 1024 * 1024, log_level="INFO",
-                    accept_content_types=("application/json",),
-                    response_content_type="application/json")
+                    accept_content_types=("application/json",))
 ADDRESSES = ("inference_address", "management_address", "metrics_address",
              "grpc_inference_address", "grpc_management_address")
 
@@ -59,10 +58,10 @@ def store(tmp_path) -> Path:
 
 
 @pytest.fixture
-def server(store, monkeypatch) -> TorchServe:
+def server(store, monkeypatch) -> Backend:
     monkeypatch.setattr(torchserve, "find_model_store", lambda: store)
     monkeypatch.setattr(torchserve, "WORK_DIR", store.parent / "work")
-    return TorchServe(SETTINGS, env={"BYOC_BATCH_SIZE": "8", "BYOC_MAX_BATCH_DELAY_MS": "20"})
+    return Backend(SETTINGS, env={"BYOC_BATCH_SIZE": "8", "BYOC_MAX_BATCH_DELAY_MS": "20"})
 
 
 @pytest.fixture
@@ -102,7 +101,7 @@ def test_model_layout_error_is_what_serve_turns_into_exit_1():
 
 
 def test_pick_model_takes_the_only_one(store):
-    assert pick_model(store, None) == ("digits", store / "digits.mar")
+    assert pick_model(store, None) == store / "digits.mar"
 
 
 def test_pick_model_with_several_and_no_name_lists_them(store):
@@ -115,7 +114,7 @@ def test_pick_model_with_several_and_no_name_lists_them(store):
 
 def test_pick_model_takes_the_wanted_one(store):
     make_mar(store / "other.mar")
-    assert pick_model(store, "other") == ("other", store / "other.mar")
+    assert pick_model(store, "other") == store / "other.mar"
 
 
 def test_pick_model_with_an_absent_name_says_what_is_there(store):
@@ -123,12 +122,42 @@ def test_pick_model_with_an_absent_name_says_what_is_there(store):
         pick_model(store, "nope")
 
 
-def test_mar_version_reads_the_manifest(store):
-    assert mar_version(store / "digits.mar") == "2.0"
+def test_mar_manifest_reads_name_and_version(store):
+    assert mar_manifest(store / "digits.mar") == ("digits", "2.0")
 
 
-def test_mar_version_defaults_to_1_0(tmp_path):
-    assert mar_version(make_mar(tmp_path / "m.mar", {"model": {"modelName": "m"}})) == "1.0"
+def test_mar_manifest_name_is_the_manifests_not_the_file_name(tmp_path):
+    """TorchServe registers the archive under its manifest's modelName."""
+    mar = make_mar(tmp_path / "file-name.mar", {"model": {"modelName": "real", "modelVersion": 3}})
+    assert mar_manifest(mar) == ("real", "3")
+
+
+def test_mar_manifest_defaults_to_the_stem_and_1_0(tmp_path):
+    assert mar_manifest(make_mar(tmp_path / "m.mar", {"model": {}})) == ("m", "1.0")
+    assert mar_manifest(make_mar(tmp_path / "n.mar", {})) == ("n", "1.0")
+
+
+def test_backend_serves_the_manifests_model_name(tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    make_mar(store / "file-name.mar", {"model": {"modelName": "real", "modelVersion": "4"}})
+    monkeypatch.setattr(torchserve, "find_model_store", lambda: store)
+    backend = Backend(SETTINGS, env={})
+    assert (backend.model, backend.version) == ("real", "4")
+    assert backend.predict_url.endswith("/predictions/real")
+    models = json.loads(parse_properties(backend.config_properties())["models"])
+    assert models == {"real": {"4": {"marName": "file-name.mar", "minWorkers": 2,
+                                     "maxWorkers": 2, "batchSize": 1, "maxBatchDelay": 5,
+                                     "responseTimeout": 40}}}
+
+
+def test_byoc_default_model_name_picks_the_archive(tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    make_mar(store / "a.mar")
+    make_mar(store / "b.mar")
+    monkeypatch.setattr(torchserve, "find_model_store", lambda: store)
+    assert Backend(SETTINGS, env={"BYOC_DEFAULT_MODEL_NAME": "b"}).mar == store / "b.mar"
+    with pytest.raises(ModelLayoutError, match="BYOC_DEFAULT_MODEL_NAME"):
+        Backend(SETTINGS, env={})
 
 
 @pytest.mark.parametrize("content", ["not a zip", "no manifest", "bad json"])
@@ -143,7 +172,7 @@ def test_invalid_archive_is_a_model_layout_error(tmp_path, content):
             else:
                 archive.writestr("handler.py", "")
     with pytest.raises(ModelLayoutError, match="is not a valid TorchServe model archive"):
-        mar_version(mar)
+        mar_manifest(mar)
 
 
 # -- config.properties: security posture ----------------------------------------------------
@@ -201,7 +230,7 @@ def test_models_json_carries_workers_batching_and_timeout(store, props):
 
 def test_batching_defaults_without_env(store, monkeypatch):
     monkeypatch.setattr(torchserve, "find_model_store", lambda: store)
-    model = json.loads(parse_properties(TorchServe(SETTINGS, env={}).config_properties())
+    model = json.loads(parse_properties(Backend(SETTINGS, env={}).config_properties())
                        ["models"])["digits"]["2.0"]
     assert (model["batchSize"], model["maxBatchDelay"]) == (1, 5)
 
@@ -248,6 +277,7 @@ class FakeSession:
 
     def post(self, url, data, headers):
         self.requests.append(("POST", url))
+        self.sent_headers = headers
         return self.response
 
 
@@ -264,6 +294,28 @@ def test_c04_ready_only_with_a_ready_worker(server, status, described, ready):
     assert session.requests == [("GET", server.describe_url)]
 
 
+def test_c07_torchserve_takes_the_declared_types_or_any(server):
+    assert server.supported_content_types(("image/png",)) == ("image/png",)
+    assert server.supported_content_types(()) is None  # the handler decides
+
+
+def test_invoke_sends_the_content_type_and_headers_and_keeps_an_untyped_answer(server):
+    session = FakeSession(FakeResponse(200, b"7", {}))
+    reply = asyncio.run(server.invoke(session, b"body", "text/csv", {"X-Trace": "1"}))
+    assert session.requests == [("POST", server.predict_url)]
+    assert session.sent_headers == {"X-Trace": "1", "Content-Type": "text/csv"}
+    # TorchServe sends no Content-Type unless the handler sets one: the front labels it.
+    assert (reply.status, reply.body, reply.content_type) == (200, b"7", "")
+
+
+def test_invoke_keeps_the_handlers_content_type_and_headers(server):
+    headers = {"Content-Type": "application/json", "X-Amzn-SageMaker-Custom-Attributes": "a"}
+    reply = asyncio.run(server.invoke(FakeSession(FakeResponse(201, b"{}", headers)), b"{}",
+                                      "application/json", {}))
+    assert (reply.status, reply.content_type) == (201, "application/json")
+    assert reply.headers["x-amzn-sagemaker-custom-attributes"] == "a"
+
+
 def test_invoke_normalises_torchserve_errors(server):
     raw = b'{"code": 503, "type": "ServiceUnavailableException", "message": "no worker"}'
     reply = asyncio.run(server.invoke(FakeSession(FakeResponse(503, raw)), b"{}",
@@ -275,7 +327,7 @@ def test_invoke_normalises_torchserve_errors(server):
 def _log_config(level: str) -> str:
     from byoc_runtime.settings import from_env
 
-    backend = torchserve.TorchServe.__new__(torchserve.TorchServe)
+    backend = torchserve.Backend.__new__(torchserve.Backend)
     backend.settings = from_env({"BYOC_LOG_LEVEL": level})
     return backend.log_config()
 
