@@ -28,6 +28,7 @@ if str(REPO) not in sys.path:  # run as a script: import byoc from the checkout
     sys.path.insert(0, str(REPO))
 
 from byoc import config, render  # noqa: E402
+from byoc.model import describe  # noqa: E402
 
 RUFF_PATHS = ("byoc", "handlers", "images/runtime", "triton_backends", "tests", "scripts",
               "build.py")
@@ -100,17 +101,26 @@ def ruff(paths: Iterable[str] = RUFF_PATHS, cwd: Path = REPO) -> list[Finding]:
 # -- hadolint -------------------------------------------------------------------------------
 
 def rendered_dockerfiles(out_dir: Path) -> list[Path]:
-    """Every image in the config rendered in every form the templates branch on: with the
-    baked model and without, torch from its index and from a wheelhouse."""
+    """Every image in the config rendered with its model in every form the templates branch
+    on: with the baked model and without, torch from its index and from a wheelhouse."""
     written = []
-    for spec in config.load().values():
-        for bake, wheelhouse in itertools.product((True, False), (False, True)):
-            text = render.render_dockerfile(spec.replace(bake_model=bake),
-                                            torch_from_wheelhouse=wheelhouse)
-            name = f"{spec.name}{'' if bake else '-nomodel'}{'-wheelhouse' if wheelhouse else ''}"
-            path = out_dir / f"{name}.Dockerfile"
-            path.write_text(text)
-            written.append(path)
+    with tempfile.TemporaryDirectory(prefix="byoc-lint-") as scratch:
+        wheels = Path(scratch) / "wheelhouse"
+        wheels.mkdir()
+        for spec in config.load().values():
+            model = describe.load(describe.find(spec.model, config.DEFAULT_CONFIG.parent))
+            wheel = wheels / f"torch-{spec.torch.version}+lint-py3-none-any.whl"
+            wheel.write_bytes(b"")  # only its name counts: the render drops the extra index
+            for bake, wheelhouse in itertools.product((True, False), (False, True)):
+                name = (f"{spec.name}{'' if bake else '-nomodel'}"
+                        f"{'-wheelhouse' if wheelhouse else ''}")
+                rendered = render.render_context(spec.replace(bake_model=bake), model,
+                                                 Path(scratch) / name,
+                                                 wheels if wheelhouse else None)
+                path = out_dir / f"{name}.Dockerfile"
+                path.write_text(rendered.dockerfile.read_text())
+                written.append(path)
+            wheel.unlink()
     return written
 
 

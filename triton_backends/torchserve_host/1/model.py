@@ -186,7 +186,7 @@ class TritonPythonModel:
                                             batch_size, None, True, metrics)
         self.service.set_cl_socket(None)
         pb_utils.Logger.log_info(f"{model_name}: TorchServe handler {handler} loaded on "
-                                 f"{'cuda:%d' % gpu_id if on_gpu else 'cpu'} (batch {batch_size})")
+                                 f"{f'cuda:{gpu_id}' if on_gpu else 'cpu'} (batch {batch_size})")
 
     def execute(self, requests):
         from ts.protocol.otf_message_handler import retrieve_msg
