@@ -49,8 +49,10 @@ class ModelOptions:
     content_types: str | None = None  # comma-separated media types the front accepts
 
     def inline(self) -> bool:
-        """Does the command line describe a model itself (not name one)?"""
-        return any((self.mar, self.handler, self.serialized_file, self.model_repository))
+        """Does the command line describe a model itself (not name one)? Archiver inputs
+        without --handler count, so _inline refuses them instead of ignoring them."""
+        return any((self.mar, self.handler, self.serialized_file, self.model_file,
+                    self.extra_files, self.config_file, self.model_repository))
 
     def overrides(self) -> bool:
         return any((self.requirements, self.samples, self.default_model, self.content_types))
@@ -142,7 +144,10 @@ def _archive(r: _Reader, data: Any, default_name: str) -> Archive:
                            "the other torch-model-archiver inputs)")
     handler = _str(r.where, "torchserve.handler", data["handler"], what="a handler")
     archive = dict(model_name=name, version=version)
-    module, _, function = handler.partition(":")
+    # artifact:path/h.py[:function]: the prefix's colon is not the function's
+    prefix = ARTIFACT_PREFIX if handler.startswith(ARTIFACT_PREFIX) else ""
+    module, _, function = handler[len(prefix):].partition(":")
+    module = prefix + module
     if function and not _FUNCTION.fullmatch(function):
         raise r.where.fail("torchserve.handler", f"{handler!r}: the part after ':' must be a "
                            "function name")
@@ -159,7 +164,7 @@ def _archive(r: _Reader, data: Any, default_name: str) -> Archive:
             archive[key] = r.source(f"torchserve.{key}", data[key])
     extras = data.get("extra_files")
     if isinstance(extras, str):
-        extras = [e for e in extras.split(",") if e.strip()]
+        extras = [e.strip() for e in extras.split(",") if e.strip()]
     archive["extra_files"] = tuple(r.source(f"torchserve.extra_files[{i}]", e)
                                    for i, e in enumerate(_list(r.where, "torchserve.extra_files",
                                                                extras)))
@@ -281,9 +286,12 @@ def _inline(o: ModelOptions) -> ModelSpec:
     reader = _Reader(where, Path.cwd(), has_build_step=False)
     if o.mar and o.handler:
         raise where.fail("--mar", "give either --mar FILE or --handler with its inputs, not both")
-    if o.handler is None and (o.serialized_file or o.model_file or o.extra_files
-                              or o.config_file):
-        raise where.fail("--serialized-file", "needs --handler (a file or a stock handler)")
+    given = [flag for flag, value in (("--serialized-file", o.serialized_file),
+                                      ("--model-file", o.model_file),
+                                      ("--extra-files", o.extra_files),
+                                      ("--config-file", o.config_file)) if value]
+    if o.handler is None and given:
+        raise where.fail(given[0], "needs --handler (a file or a stock handler)")
     torchserve = triton = None
     if o.mar or o.handler:
         data: dict[str, Any] = {"mar": o.mar} if o.mar else {
