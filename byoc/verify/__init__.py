@@ -37,6 +37,7 @@ def run(target: Target, options: VerifyOptions, console: Console) -> Report:
                  report.ready_s < options.startup_budget_s,
                  f"/ping 200 {report.ready_s:.2f}s after docker run "
                  f"(budget {options.startup_budget_s:.0f}s)", report.ready_s)
+        contract.empty_environment(s, report.ready_s)
         contract.ping_fast(s, running)
         report.first_answer_s = model_checks.answers(s, running)
         model_checks.unsupported_types(s, running)
@@ -49,7 +50,7 @@ def run(target: Target, options: VerifyOptions, console: Console) -> Report:
             model_checks.placement(s, running)
         contract.shutdown(s, running)
     model_checks.not_provoked(s)
-    console.step("verify: SAGEMAKER_BIND_TO_PORT and SAGEMAKER_SAFE_PORT_RANGE")
+    console.step("verify: ports, a SageMaker-size environment, the deadline (C03, C14, C08)")
     contract.ports(s)
     if target.multi_model:
         console.step("verify: multi-model API (SAGEMAKER_MULTI_MODEL=true, C21-C25)")
@@ -58,6 +59,7 @@ def run(target: Target, options: VerifyOptions, console: Console) -> Report:
     contract.offline(s)
     contract.server_death(s)
     contract.debug_command(s)
+    contract.bundled_driver(s)
     s.checks.sort(key=lambda c: c.cid)
     return report
 

@@ -9,8 +9,8 @@ import time
 
 from .. import launcher
 from ..errors import ByocError
-from .report import NOT_CHECKED
-from .session import Session
+from .report import NOT_CHECKED, PASS
+from .session import Session, is_json_error
 
 # Kill the model server (the process behind the front) the hard way.
 KILL_SERVER = """
@@ -61,16 +61,6 @@ def static_checks(s: Session, attrs: dict) -> None:
     arch = attrs.get("Architecture")
     s.record("C20", "architecture matches the target instances", arch == "amd64",
              f"{attrs.get('Os')}/{arch} for {labels.get('dev.byoc.instance-types') or '?'}")
-    timeout = int(s.target.env.get("BYOC_DEFAULT_TIMEOUT_S", "0") or 0)
-    s.record("C08", "server-side timeout under 60 s, configurable", 0 < timeout < 60,
-             f"default {timeout}s, SAGEMAKER_MODEL_SERVER_TIMEOUT overrides")
-    s.record("C14", "starts with an empty environment", NOT_CHECKED,
-             "every verify container starts with no variables of its own; the 100-variable "
-             "and 1024-byte limits are not exercised")
-    cuda = labels.get("dev.byoc.cuda", "none")
-    s.record("C26", "no bundled NVIDIA driver; CUDA runtime matches drivers",
-             None if cuda == "none" else NOT_CHECKED,
-             "cpu image" if cuda == "none" else f"CUDA {cuda}: see `build.py check`")
 
 
 def ping_fast(s: Session, running: launcher.Running) -> None:
@@ -153,8 +143,26 @@ def listening_sockets(running: launcher.Running) -> dict[int, str]:
     return found
 
 
+# SageMaker allows 100 variables of up to 1024 bytes each (C14): the ports run uses
+# nearly all of them, beside the port variables and a short deadline for C08.
+DEADLINE_S = 2
+FILLER_VARIABLES = {f"BYOC_VERIFY_FILLER_{i:02d}": "x" * 1024 for i in range(96)}
+PAUSE_SERVER = """
+import os, signal, sys
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        name = os.path.basename(open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')[0])
+    except OSError:
+        continue
+    if name in (b'java', b'tritonserver'):
+        os.kill(int(pid), getattr(signal, sys.argv[1]))
+        print(name.decode(), pid)
+"""
+
+
 def ports(s: Session) -> None:
-    env = {"SAGEMAKER_BIND_TO_PORT": "9090", "SAGEMAKER_SAFE_PORT_RANGE": "9100-9110"}
+    env = {"SAGEMAKER_BIND_TO_PORT": "9090", "SAGEMAKER_SAFE_PORT_RANGE": "9100-9110",
+           "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(DEADLINE_S), **FILLER_VARIABLES}
     with s.container(env=env) as running:
         def bound():
             ready = running.wait_ready(s.options.startup_budget_s)
@@ -162,11 +170,65 @@ def ports(s: Session) -> None:
             stray = [p for p in listening if p != 9090 and not 9100 <= p <= 9110]
             public = sorted(p for p, scope in listening.items() if scope == "public")
             ok = public == [9090] and not stray
-            return ok, (f"ready on 9090 after {ready:.2f}s; public {public}; loopback "
+            return ok, (f"ready on 9090 after {ready:.2f}s with {len(env)} variables "
+                        f"(96 of 1024 bytes); public {public}; loopback "
                         f"{sorted(p for p in listening if p not in public)}; "
                         f"outside 9100-9110: {stray or 'none'}")
 
         s.check("C03", "listens on SAGEMAKER_BIND_TO_PORT, others in the safe range", bound)
+        deadline(s, running)
+
+
+def deadline(s: Session, running: launcher.Running) -> None:
+    """C08, measured: with the model server paused (SIGSTOP), a request still gets a
+    504 JSON at SAGEMAKER_MODEL_SERVER_TIMEOUT, well before SageMaker's 60 s."""
+    request = s.good_request()
+
+    def check():
+        body, headers = (request.body, request.headers) if request else \
+            (b"{}", {"Content-Type": "application/json"})
+        paused = running.container.exec_run(["python", "-c", PAUSE_SERVER, "SIGSTOP"])
+        try:
+            t0 = time.monotonic()
+            response = s.http.post(f"{running.url}/invocations", data=body, headers=headers,
+                                   timeout=DEADLINE_S + 30)
+            took = time.monotonic() - t0
+        finally:
+            running.container.exec_run(["python", "-c", PAUSE_SERVER, "SIGCONT"])
+        in_time = DEADLINE_S <= took < DEADLINE_S + 3
+        ok = response.status_code == 504 and is_json_error(response) and in_time
+        return ok, (f"server paused ({paused.output.decode().strip()}): "
+                    f"{response.status_code} after {took:.2f}s at "
+                    f"SAGEMAKER_MODEL_SERVER_TIMEOUT={DEADLINE_S} (default "
+                    f"{s.target.env.get('BYOC_DEFAULT_TIMEOUT_S', '?')}s, under SageMaker's 60)")
+
+    s.check("C08", "a request slower than the deadline gets 504 JSON in time", check)
+
+
+def empty_environment(s: Session, ready_s: float) -> None:
+    s.record("C14", "starts with an empty environment, and with SageMaker's largest",
+             PASS, f"ready {ready_s:.2f}s after docker run with no variables of its own; "
+                   f"the C03 run adds {len(FILLER_VARIABLES) + 3} (96 of 1024 bytes)")
+
+
+# Driver libraries come from the host through the NVIDIA container toolkit; a copy in
+# the image shadows the host's and breaks CUDA (C26). cuda-compat's libcuda is allowed.
+FIND_DRIVER = ("find / -xdev \\( -name 'libcuda.so*' -o -name 'libnvidia-*.so*' \\) "
+               "-not -path '*/cuda/compat/*' 2>/dev/null | head -20")
+
+
+def bundled_driver(s: Session) -> None:
+    def check():
+        output = launcher.client().containers.run(
+            s.target.image, ["-c", FIND_DRIVER], entrypoint="sh", network_mode="none",
+            remove=True).decode().split()
+        cuda = s.target.labels.get("dev.byoc.cuda", "none")
+        runs = "CPU image" if cuda == "none" else \
+            f"CUDA {cuda} against drivers: see `python build.py check`"
+        return not output, (f"no libcuda or libnvidia-* in the image ({runs})" if not output
+                            else f"bundles {', '.join(output[:3])}")
+
+    s.check("C26", "no bundled NVIDIA driver libraries", check)
 
 
 def offline(s: Session) -> None:
