@@ -9,16 +9,20 @@ from __future__ import annotations
 import io
 import json
 import sys
+import tempfile
 import time
 import zipfile
+from pathlib import Path
 
+import digits_samples as samples
 import numpy as np
 import pytest
 import requests
 
-from byoc import launcher, samples
+from byoc import launcher
 from byoc.console import Console
-from byoc.verify import Verifier
+from byoc.verify import VerifyOptions, prepare, run
+from byoc.verify.contract import listening_sockets
 
 IMAGES = {"torchserve": "torchserve_image", "triton": "triton_image",
           "triton-ngc": "triton_ngc_image"}
@@ -27,7 +31,9 @@ IMAGES = {"torchserve": "torchserve_image", "triton": "triton_image",
 @pytest.fixture(scope="module", params=sorted(IMAGES))
 def report(request):
     image = request.getfixturevalue(IMAGES[request.param])
-    result = Verifier(image, console=Console(sys.stderr)).run()
+    with tempfile.TemporaryDirectory() as scratch:
+        target = prepare(image, VerifyOptions(), Path(scratch))
+        result = run(target, VerifyOptions(), Console(sys.stderr))
     print(f"\nverify {image}\n" + result.table())
     return result
 
@@ -66,6 +72,14 @@ def test_c06_container_exits_nonzero_when_server_dies(report):
 
 def test_c07_content_types_and_correct_predictions(report):
     passed(report, "C07")
+
+
+def test_c14_starts_with_empty_and_largest_environment(report):
+    passed(report, "C14")
+
+
+def test_c26_no_bundled_driver_libraries(report):
+    passed(report, "C26")
 
 
 def test_c08_server_timeout_below_60s(report):
@@ -188,7 +202,7 @@ def test_c13_package_model_served_by_a_no_model_image(request, flavor, sample_in
     with launcher.launched(image, model_tar=model_tar) as running:
         running.wait_ready()
         sample = samples.digits()[sample_index]
-        ctype, body = samples.request_bodies(sample)[kind]
+        ctype, body = samples.request_bodies(sample.pixels)[kind]
         response = requests.post(f"{running.url}/invocations", data=body,
                                  headers={"Content-Type": ctype}, timeout=30)
         assert response.status_code == 200, response.text
@@ -220,8 +234,6 @@ def test_security_torchserve_apis_unreachable_and_registration_refused(torchserv
     )
     with launcher.launched(torchserve_image) as running:
         running.wait_ready()
-        from byoc.verify import listening_sockets
-
         sockets = listening_sockets(running)
         result = running.container.exec_run(["python", "-c", probe])
     public = [port for port, scope in sockets.items() if scope == "public"]

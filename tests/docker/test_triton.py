@@ -3,15 +3,16 @@ native request formats, the model-folder checks of Triton's serve, 64 MB /dev/sh
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 
+import digits_samples as samples
 import numpy as np
 import pytest
 import requests
 
-from byoc import launcher, samples
-from byoc.verify import kserve_label, kserve_payload_request
+from byoc import launcher
 
 SHM_DEFAULT = 64 * 1024 * 1024
 
@@ -47,9 +48,23 @@ def test_same_labels_from_torchserve_and_triton_on_held_out_digits(torchserve_im
     assert accuracy >= 0.95
 
 
-def binary_json_request(sample: samples.Sample) -> tuple[str, bytes]:
+def kserve_payload_request(digit: samples.Digit) -> bytes:
+    """A KServe v2 JSON request for the example ensemble: the JSON body as PAYLOAD."""
+    ctype, body = samples.request_bodies(digit.pixels)["json"]
+    return json.dumps({"inputs": [
+        {"name": "PAYLOAD", "shape": [1], "datatype": "BYTES", "data": [body.decode()]},
+        {"name": "CONTENT_TYPE", "shape": [1], "datatype": "BYTES", "data": [ctype]},
+    ]}).encode()
+
+
+def kserve_label(response: requests.Response) -> int | None:
+    outputs = {o["name"]: o for o in response.json().get("outputs", [])}
+    return json.loads(outputs["RESPONSE"]["data"][0])["predictions"][0]["label"]
+
+
+def binary_json_request(digit: samples.Digit) -> tuple[str, bytes]:
     """Triton's binary tensor format: a JSON header, then raw tensor bytes."""
-    ctype, body = samples.request_bodies(sample)["json"]
+    ctype, body = samples.request_bodies(digit.pixels)["json"]
     header = json.dumps({
         "inputs": [
             {"name": "PAYLOAD", "shape": [1], "datatype": "BYTES",
@@ -85,7 +100,7 @@ def test_native_kserve_v2_and_binary_requests(triton_image, front):
         answer = json.loads(binary.content[:size])
         assert json.loads(answer["outputs"][0]["data"][0])["predictions"][0]["label"] == \
             sample.label
-        png = requests.post(url, data=samples.request_bodies(sample)["png"][1],
+        png = requests.post(url, data=samples.request_bodies(sample.pixels)["png"][1],
                             headers={"Content-Type": "image/png"}, timeout=30)
         # The front speaks image/png; Triton alone does not (and says so with an error).
         assert (png.status_code == 200) == (front == "on")
@@ -111,13 +126,14 @@ def test_triton_serve_model_folder_checks(triton_nomodel_image, tmp_path):
     several = tmp_path / "several"
     for name in ("a", "b"):
         (several / name / "1").mkdir(parents=True)
+        (several / name / "config.pbtxt").write_text(f'name: "{name}"\nbackend: "python"\n')
     code, logs = exits_with(triton_nomodel_image, model_dir=several,
                             env={"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": ""})
     assert code == 1 and "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME" in logs and "a, b" in logs
 
     code, logs = exits_with(triton_nomodel_image, model_dir=several,
                             env={"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": "nope"})
-    assert code == 1 and "no folder nope" in logs
+    assert code == 1 and "no model folder nope" in logs
 
     code, logs = exits_with(triton_nomodel_image)
     assert code == 1 and "package-model triton" in logs
@@ -130,7 +146,10 @@ def test_runs_in_dockers_default_64mb_shm(triton_image):
         running.container.reload()
         shm = running.container.attrs["HostConfig"].get("ShmSize")
         df = running.container.exec_run(["df", "-B1", "/dev/shm"]).output.decode()
-        big = samples.payload_of_size(6 * 1024 * 1024 - 4096)
+        rows = (6 * 1024 * 1024 - 4096 - 128) // (64 * 4)
+        buf = io.BytesIO()
+        np.save(buf, np.tile(np.asarray(samples.digits()[3].pixels, np.float32), (rows, 1)))
+        big = buf.getvalue()
         response = requests.post(f"{running.url}/invocations", data=big,
                                  headers={"Content-Type": "application/x-npy"}, timeout=60)
     assert shm in (None, 0, SHM_DEFAULT), f"the test must not raise /dev/shm: {shm}"

@@ -220,7 +220,11 @@ class Backend:
 
     def env(self) -> dict[str, str]:
         # The Python backend stub runs models with the venv's packages (numpy, torch).
-        return {"PYTHONPATH": _venv_site_packages()}
+        env = {"PYTHONPATH": _venv_site_packages()}
+        if self.native and self.model:
+            # Triton's own SageMaker endpoint reads the model /invocations runs from here.
+            env["SAGEMAKER_TRITON_DEFAULT_MODEL_NAME"] = self.model
+        return env
 
     def state(self) -> dict:
         return {"base": f"http://127.0.0.1:{self.http_port}", "models": self.loaded}
