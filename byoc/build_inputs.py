@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 from pathlib import Path
 
 from .errors import UsageError
+from .process import probe
 
 CA_CANDIDATES = ("BYOC_CA_CERT", "PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -34,12 +34,8 @@ class BuildInputs:
 
 
 def _pip_config(key: str) -> str:
-    try:
-        out = subprocess.run(["python3", "-m", "pip", "config", "get", key],
-                             capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
+    out = probe(["python3", "-m", "pip", "config", "get", key])
+    return out.stdout.strip() if out is not None and out.returncode == 0 else ""
 
 
 def find_ca_cert(explicit: str | None, env=os.environ) -> Path | None:

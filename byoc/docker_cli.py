@@ -12,12 +12,11 @@ import dataclasses
 import functools
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import ConfigError, DockerError
-from .process import run
+from .process import probe, run
 
 # Daemon messages we can explain (the rest are shown as they are).
 HINTS = (
@@ -116,11 +115,10 @@ class DockerCLI:
 
 
 def _client_version(binary: str) -> tuple[int, ...] | None:
-    try:
-        out = subprocess.run([binary, "version", "--format", "{{.Client.Version}}"],
-                             capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
+    done = probe([binary, "version", "--format", "{{.Client.Version}}"])
+    if done is None:
         return None
+    out = done.stdout.strip()
     numbers = []
     for part in out.split("+")[0].split("."):
         if not part.isdigit():
@@ -130,11 +128,8 @@ def _client_version(binary: str) -> tuple[int, ...] | None:
 
 
 def _has_buildx(binary: str) -> bool:
-    try:
-        return subprocess.run([binary, "buildx", "version"], capture_output=True,
-                              timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    done = probe([binary, "buildx", "version"])
+    return done is not None and done.returncode == 0
 
 
 @functools.lru_cache(maxsize=1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import subprocess
 
 from . import REPO_ROOT
+from .process import probe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,8 +16,10 @@ class Revision:
 
 
 def _git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
-                          text=True, timeout=20).stdout.strip()
+    out = probe(["git", "-C", str(REPO_ROOT), *args])
+    if out is None:
+        raise OSError("git did not run")
+    return out.stdout.strip()
 
 
 def current() -> Revision:
@@ -29,6 +31,6 @@ def current() -> Revision:
         stamp = int(_git("log", "-1", "--format=%ct"))
         created = dt.datetime.fromtimestamp(stamp, dt.timezone.utc).isoformat()
         return Revision(sha + ("-dirty" if dirty else ""), created)
-    except (OSError, ValueError, subprocess.TimeoutExpired):
+    except (OSError, ValueError):
         return Revision("unknown", dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
                         .isoformat())

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import requests
 
+from .process import spawn
+
 BINARY = os.environ.get("BYOC_DOCKER_REGISTRY", "/usr/bin/docker-registry")
 DEFAULT_PORT = 5050
 USERNAME = "AWS"
@@ -80,10 +82,8 @@ def start(folder: Path, port: int, users: dict[str, str], *,
     if not Path(BINARY).exists():
         raise FileNotFoundError(f"{BINARY} is missing: apt-get install docker-registry")
     config = write_config(folder, port, users)
-    log = open(folder / "registry.log", "ab")  # noqa: SIM115 (handed to the child)
-    proc = subprocess.Popen([BINARY, "serve", str(config)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
+    proc = spawn([BINARY, "serve", str(config)], log_path=str(folder / "registry.log"),
+                 error="cannot start the local registry")
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -54,3 +54,26 @@ def run(
             f"{error} (exit {proc.returncode}): {shlex.join(argv)}\n{shown}", tip
         )
     return proc
+
+
+def probe(argv: Sequence[str], *, timeout_s: float = 20,
+          cwd: str | None = None) -> subprocess.CompletedProcess | None:
+    """A quick question to a tool that may be missing or fail (its version, a git ref):
+    its text output, or None when it could not run or ran out of time."""
+    try:
+        return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s,
+                              cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def spawn(argv: Sequence[str], *, log_path: str, error: str,
+          tip: str | None = None) -> subprocess.Popen:
+    """A background service (the local registry) with its output in a log file; the
+    caller waits for it to answer and stops it."""
+    try:
+        with open(log_path, "ab") as log:  # the child keeps its own copy of the file
+            return subprocess.Popen(list(argv), stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:
+        raise ByocError(f"{error}: {shlex.join(argv)}: {exc.strerror}", tip) from None

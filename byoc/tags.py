@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import subprocess
 
 from . import REPO_ROOT
 from .config import PushSettings, validate_tag
 from .errors import UsageError
+from .process import probe
 
 REVISION_LABEL = "org.opencontainers.image.revision"
 VERSION_LABEL = "org.opencontainers.image.version"
@@ -42,11 +42,10 @@ def current_branch() -> str | None:
     for var in ("GITHUB_HEAD_REF", "GITHUB_REF_NAME"):
         if os.environ.get(var):
             return _sanitize(os.environ[var]) or None
-    try:
-        name = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--abbrev-ref", "HEAD"],
-                              capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
+    out = probe(["git", "-C", str(REPO_ROOT), "rev-parse", "--abbrev-ref", "HEAD"])
+    if out is None:
         return None
+    name = out.stdout.strip()
     return _sanitize(name) if name and name != "HEAD" else None
 
 
