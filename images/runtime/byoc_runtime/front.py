@@ -127,10 +127,21 @@ class Front:
         self._ready_once = False
         self._started = time.monotonic()
         self.backend_alive = True  # the supervisor clears it when the server exits
+        # SAGEMAKER_MAX_PAYLOAD_IN_MB, unless the server behind takes less (Triton's HTTP
+        # endpoint caps a request at 64 MiB): then 413 here, saying why (C09, C29).
+        cap = getattr(backend, "max_request_bytes", None)
+        self.max_payload_bytes = min(settings.max_payload_bytes, cap or settings.max_payload_bytes)
+        self.payload_limit_source = "SAGEMAKER_MAX_PAYLOAD_IN_MB" if \
+            self.max_payload_bytes == settings.max_payload_bytes else \
+            f"{backend.name}'s own request limit"
+        if self.max_payload_bytes < settings.max_payload_bytes:
+            log.warning("SAGEMAKER_MAX_PAYLOAD_IN_MB asks for %d bytes; %s takes at most %d: "
+                        "larger requests get 413", settings.max_payload_bytes, backend.name,
+                        self.max_payload_bytes)
 
     # -- lifecycle -------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_payload_bytes,
+        app = web.Application(client_max_size=self.max_payload_bytes,
                               middlewares=[self._errors_as_json])
         app.router.add_get("/ping", self.ping)
         app.router.add_post("/invocations", self.invocations)
@@ -155,7 +166,7 @@ class Front:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             return json_error(413, f"request body is larger than the "
-                              f"{self.settings.max_payload_bytes} bytes this endpoint accepts "
+                              f"{self.max_payload_bytes} bytes this endpoint accepts "
                               "(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
         except web.HTTPException as exc:
             if exc.status < 400:
@@ -192,9 +203,9 @@ class Front:
         if supported is not None and content_type not in supported:
             return json_error(415, f"unsupported Content-Type {content_type or '(none)'!r}",
                               supported=list(supported))
-        if (request.content_length or 0) > settings.max_payload_bytes:
+        if (request.content_length or 0) > self.max_payload_bytes:
             return json_error(413, f"request body of {request.content_length} bytes is larger "
-                              f"than {settings.max_payload_bytes} (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+                              f"than {self.max_payload_bytes} ({self.payload_limit_source})")
         body = await request.read()
         if not body:
             return json_error(400, "empty request body")

@@ -121,6 +121,8 @@ def placement(state: dict) -> dict[str, str]:
 
 class Backend:
     name = "tritonserver"
+    # Triton 2.51's HTTP endpoint refuses a request over 64 MiB and has no flag to raise it.
+    max_request_bytes = 64 * 1024 * 1024
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None):
         env = os.environ if env is None else env
