@@ -9,7 +9,7 @@ import pytest
 
 from byoc import docker_cli
 from byoc.docker_cli import DockerCLI
-from byoc.errors import DockerError
+from byoc.errors import ConfigError, DockerError, ExitStatus
 
 CONTEXT = Path("/work/build/torchserve-cpu")
 SECRETS = {"pipconf": Path("/tmp/s/pip.conf"), "cacert": Path("/etc/ssl/ca.pem")}
@@ -155,3 +155,79 @@ def test_failed_build_raises_with_the_output_tail_and_hint(tmp_path):
     assert caught.value.message.startswith("docker build failed (exit 1)")
     assert "    no space left on device" in caught.value.message
     assert "docker builder prune" in caught.value.tip
+
+
+def test_build_argv_asks_buildkit_for_the_image_id():
+    for cli in (DockerCLI("docker", buildx=True), DockerCLI("docker", buildx=False)):
+        argv = argv_for(cli, tags=[], iidfile=Path("/tmp/s/image-id"))
+        assert values(argv, "--iidfile") == ["/tmp/s/image-id"]
+        assert "--tag" not in argv  # built by id, tagged only after the checks
+
+
+# -- checks inside the build speak as BYOC-ERROR / BYOC-TIP lines ---------------------------
+
+# What BuildKit's plain progress shows when the model stage's artifact check fails: the
+# step (with the Dockerfile's echo commands), the script's own output lines, the failure
+# and the Dockerfile excerpt, as in images/base.Dockerfile.j2.
+ARTIFACT_FAILURE = r'''#15 [model-build 6/6] RUN mkdir -p /artifacts  && ARTIFACTS=/artifacts sh -ec 'python train.py' && for artifact in w.pt; do         test -e "/artifacts/$artifact" || { echo "BYOC-ERROR the build step wrote no artifact $artifact";         echo "BYOC-TIP write it to \$ARTIFACTS/$artifact in build.run"; exit 1; }; done
+#15 0.311 training
+#15 0.402 BYOC-ERROR the build step wrote no artifact w.pt
+#15 0.402 BYOC-TIP write it to $ARTIFACTS/w.pt in build.run
+#15 ERROR: process "/bin/sh -c mkdir -p /artifacts  && ... echo \"BYOC-ERROR the build step wrote no artifact $artifact\"; ..." did not complete successfully: exit code: 1
+------
+ > [model-build 6/6] RUN mkdir -p /artifacts ...:
+0.402 BYOC-ERROR the build step wrote no artifact w.pt
+0.402 BYOC-TIP write it to $ARTIFACTS/w.pt in build.run
+------
+  68 | >>>         test -e "/artifacts/$artifact" || { echo "BYOC-ERROR the build step wrote no artifact $artifact"; \
+  69 | >>>         echo 'BYOC-TIP write it to \$ARTIFACTS/$artifact in build.run'; exit 1; }; done
+ERROR: failed to solve: process "/bin/sh -c mkdir -p /artifacts ..." did not complete successfully: exit code: 1'''  # noqa: E501
+
+
+def test_in_build_error_reads_the_markers_buildkit_shows():
+    assert docker_cli.in_build_error(ARTIFACT_FAILURE.splitlines()) == (
+        "the build step wrote no artifact w.pt", "write it to $ARTIFACTS/w.pt in build.run")
+
+
+def test_in_build_error_ignores_the_dockerfiles_own_echo_lines():
+    echoes = [line for line in ARTIFACT_FAILURE.splitlines()
+              if '"BYOC-' in line or "'BYOC-" in line]
+    assert len(echoes) == 4  # the step, the failed process, two excerpt lines
+    assert docker_cli.in_build_error(echoes) is None
+
+
+def test_in_build_error_needs_an_error_line_and_keeps_the_last():
+    assert docker_cli.in_build_error(["#3 0.1 BYOC-TIP a tip alone", "#3 0.2 done"]) is None
+    assert docker_cli.in_build_error([]) is None
+    lines = ["#9 1.0 BYOC-ERROR first", "#9 1.1 BYOC-ERROR model requirements do not install: "
+             "ERROR: No matching distribution found for nope==9"]
+    assert docker_cli.in_build_error(lines) == (
+        "model requirements do not install: ERROR: No matching distribution found for nope==9",
+        None)
+
+
+def test_a_failed_build_with_a_byoc_check_is_a_config_error_not_a_docker_error(tmp_path):
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\n"
+                      "echo '#21 0.52 BYOC-ERROR the handler of m.mar does not import in the "
+                      "image: ModuleNotFoundError: No module named x'\n"
+                      "echo '#21 0.52 BYOC-TIP declare the package'\n"
+                      "echo 'ERROR: failed to solve: exit code: 1'\nexit 1\n")
+    docker.chmod(0o755)
+    with pytest.raises(ConfigError) as caught:
+        DockerCLI(str(docker), buildx=True).build(tmp_path, tags=[], target="image",
+                                                  labels={}, secrets={}, progress="plain")
+    assert caught.value.message == ("the handler of m.mar does not import in the image: "
+                                    "ModuleNotFoundError: No module named x")
+    assert caught.value.tip == "declare the package"
+    assert caught.value.exit_status == ExitStatus.USAGE
+
+
+def test_the_rendered_dockerfile_speaks_the_markers_in_docker_cli(tmp_path):
+    """The template's echo lines and pip-install-model.sh use the markers docker_cli reads."""
+    from byoc import IMAGES_DIR
+
+    script = (IMAGES_DIR / "build" / "pip-install-model.sh").read_text()
+    template = (IMAGES_DIR / "base.Dockerfile.j2").read_text()
+    for text in (script, template):
+        assert 'echo "BYOC-ERROR ' in text and 'echo "BYOC-TIP ' in text
