@@ -84,6 +84,17 @@ else
     docker_answers || { echo "ERROR dockerd did not answer; see /var/log/byoc-dockerd.log" >&2; exit 1; }
 fi
 
+# Docker Compose, for the SageMaker SDK's local mode (tests/docker/test_sagemaker_sdk_local.py).
+# The SDK takes `docker compose` only when it reports v2, else `docker-compose`.
+at "installing docker-compose" \
+   "install Docker Compose yourself (Debian: apt-get install docker-compose), then run make setup again"
+if command -v docker-compose >/dev/null 2>&1 || "$DOCKER" compose version 2>/dev/null | grep -q 'v2'; then
+    log "Docker Compose present"
+else
+    log "installing Debian's docker-compose (for the SageMaker SDK's local mode)"
+    apt_install docker-compose
+fi
+
 # -- 2. Python environment ---------------------------------------------------------
 python_env
 
