@@ -1,12 +1,21 @@
 """byoc.cli: exit statuses, one ERROR line plus a TIP for usage mistakes, render end to end,
-and the argument defaults."""
+the argument defaults, the options each stage takes, and every command's --help."""
 
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from byoc import cli
+from byoc import builder, cli
+from byoc.cli import options
+from byoc.compat import GateOptions
 from byoc.errors import ExitStatus
+from byoc.model import describe
+from byoc.push import PushOptions
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, list[str]]:
@@ -106,3 +115,131 @@ def test_parse_maps_dashed_options_to_fields():
                       "--ca-cert", "/ca.pem", "--wheelhouse", "/w", "--startup-timeout", "90"])
     assert (args.no_model, args.base_image, args.ca_cert, args.wheelhouse,
             args.startup_timeout) == (True, "x:1", "/ca.pem", "/w", 90.0)
+
+
+# -- parsed arguments -> the frozen options each stage takes (cli/options.py) -------------
+
+def test_model_options_carry_every_model_flag():
+    args = cli.parse(["triton", "--model", "m", "--mar", "a.mar", "--handler", "h.py:f",
+                      "--serialized-file", "w.pt", "--model-file", "net.py",
+                      "--extra-files", "a,b", "--config-file", "c.yaml", "--model-name", "n",
+                      "--model-version", "2", "--model-repository", "repo",
+                      "--default-model", "d", "--requirements", "r.txt", "--samples", "s",
+                      "--content-types", "image/png,text/plain"])
+    assert options.model_options(args) == describe.ModelOptions(
+        model="m", mar="a.mar", handler="h.py:f", serialized_file="w.pt", model_file="net.py",
+        extra_files="a,b", config_file="c.yaml", model_name="n", model_version="2",
+        model_repository="repo", default_model="d", requirements="r.txt", samples="s",
+        content_types="image/png,text/plain")
+
+
+def test_no_model_flags_give_empty_model_options():
+    assert options.model_options(cli.parse(["torchserve"])) == describe.ModelOptions()
+
+
+def test_image_spec_takes_the_entry_and_its_overrides():
+    spec = options.image_spec(cli.parse(["triton", "--variant", "cpu", "--runtime", "ngc",
+                                         "--base-image", "registry.example/triton:1",
+                                         "--no-model"]))
+    assert (spec.name, spec.base_image, spec.bake_model) == (
+        "triton-cpu-ngc", "registry.example/triton:1", False)
+    assert options.image_spec(cli.parse(["torchserve", "--variant", "cpu"])).bake_model
+
+
+def test_the_model_is_the_image_entrys_unless_options_describe_one(tmp_path, monkeypatch):
+    args = cli.parse(["torchserve", "--variant", "cpu"])
+    spec = options.image_spec(args)
+    assert options.model(args, spec).name == spec.model == "digits"
+    (tmp_path / "x.mar").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    args = cli.parse(["torchserve", "--variant", "cpu", "--mar", "x.mar"])
+    assert options.model(args, spec).torchserve.mar == tmp_path / "x.mar"
+
+
+def test_verify_and_push_take_a_model_only_when_one_is_named(tmp_path):
+    config_dir = tmp_path
+    bare = cli.parse(["verify", "img"])
+    assert options.model_if_given(bare, config_dir, "digits") is None
+    (tmp_path / "s").mkdir()
+    only_samples = cli.parse(["verify", "img", "--samples", str(tmp_path / "s")])
+    model = options.model_if_given(only_samples, config_dir, "digits")
+    assert (model.name, model.samples, model.torchserve, model.triton) == (
+        "digits", tmp_path / "s", None, None)
+    named = cli.parse(["verify", "img", "--model", "digits"])
+    from byoc import IMAGES_DIR
+
+    assert options.model_if_given(named, IMAGES_DIR, "x").origin.endswith("digits.yaml")
+
+
+def test_build_gate_and_verify_options():
+    args = cli.parse(["torchserve", "--tag", "me:1", "--ca-cert", "/ca.pem", "--wheelhouse",
+                      "/w", "--no-cache", "--ami-version", "al2-ami-sagemaker-inference-gpu-3-1",
+                      "--allow-incompatible", "--gpu", "--startup-timeout", "90"])
+    assert options.build_options(args) == builder.BuildOptions(
+        tag="me:1", ca_cert="/ca.pem", wheelhouse="/w", no_cache=True)
+    assert options.gate_options(args) == GateOptions(
+        ami_version="al2-ami-sagemaker-inference-gpu-3-1", allow_incompatible=True)
+    verify = options.verify_options(args)
+    assert (verify.gpu, verify.startup_budget_s, verify.model_tar) == (True, 90.0, None)
+    tar = options.verify_options(cli.parse(["verify", "img", "--model-tar", "m.tar.gz"]))
+    assert tar.model_tar == Path("m.tar.gz")
+
+
+@pytest.mark.parametrize("argv, moving", [([], None), (["--no-moving-tags"], ()),
+                                          (["--moving-tag", "a", "--moving-tag", "b"],
+                                           ("a", "b"))])
+def test_push_options(argv, moving):
+    args = cli.parse(["push", "img", "--registry", "h:5000/ns", "--repository", "r",
+                      "--region", "eu-west-1", "--profile", "p", "--no-create-repository",
+                      "--content-tag", "c", "--push-timeout", "60", "--record", "rec.json",
+                      *argv])
+    assert options.push_options(args) == PushOptions(
+        registry="h:5000/ns", repository="r", region="eu-west-1", profile="p",
+        create_repository=False, content_tag="c", moving_tags=moving, push_timeout_s=60.0,
+        record=Path("rec.json"))
+
+
+def test_push_options_defaults():
+    got = options.push_options(cli.parse(["torchserve"]))
+    assert (got.create_repository, got.moving_tags, got.record, got.push_timeout_s) == (
+        True, None, None, 3600)
+
+
+# -- every command's --help works ---------------------------------------------------------
+
+def subcommands() -> list[str]:
+    from byoc.cli.parser import make_parser
+
+    parser = make_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(sub.choices)
+
+
+def test_every_flavor_has_a_build_command():
+    assert {"torchserve", "triton"} <= set(subcommands())
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_each_subcommands_help_works(capsys, command):
+    with pytest.raises(SystemExit) as caught:
+        cli.main([command, "--help"])
+    assert caught.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: build.py {command}") and "--help" in out
+
+
+def test_build_commands_document_the_model_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["triton", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--mar", "--handler", "--model-repository", "--default-model",
+                 "--requirements", "--samples", "--model"):
+        assert flag in out
+
+
+def test_build_py_help_runs_as_a_script():
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "build.py"), "--help"],
+                          capture_output=True, text=True, cwd=root, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: build.py") and "render" in done.stdout

@@ -318,3 +318,36 @@ def test_moving_tag_templates_become_ecr_wildcards():
 def test_ami_version_must_look_like_an_inference_ami(tmp_path):
     message = load_error(tmp_path, entry(ami_version="ubuntu-22.04"))
     assert "images[0].ami_version" in message and "InferenceAmiVersion" in message
+
+
+# -- the model an image serves ------------------------------------------------------------
+
+def test_every_shipped_image_names_a_described_model():
+    from byoc.model import describe
+
+    for name, spec in config.load().items():
+        assert spec.model, name
+        path = describe.find(spec.model, config.DEFAULT_CONFIG.parent)
+        assert describe.load(path).name == spec.model, name
+
+
+def test_model_comes_from_defaults_and_the_entry_wins(tmp_path):
+    specs = load_entries(tmp_path, entry(), entry(variant="gpu", torch=GPU_TORCH, model="other"),
+                         defaults={"model": "digits"})
+    assert (specs["torchserve-cpu"].model, specs["torchserve-gpu"].model) == ("digits", "other")
+
+
+def test_no_model_anywhere_is_none(tmp_path):
+    assert load_entries(tmp_path, entry())["torchserve-cpu"].model is None
+
+
+@pytest.mark.parametrize("value", ["has space", "../digits", "models/digits", "", "-x", 3,
+                                   "x" * 65, ["digits"]])
+def test_a_bad_model_name_names_the_field(tmp_path, value):
+    message = load_error(tmp_path, entry(model=value))
+    assert message.startswith("images config: images[0].model: ")
+    assert "a model name (images/models/NAME.yaml)" in message
+
+
+def test_a_bad_default_model_name_is_refused_too(tmp_path):
+    assert "images[0].model: " in load_error(tmp_path, entry(), defaults={"model": "a/b"})
