@@ -59,7 +59,7 @@ class TritonFlavor:
         target = layout.root / "stage" / REPOSITORY_DIR.lstrip("/")
         shutil.copytree(repo.path, target, ignore=shutil.ignore_patterns(
             "__pycache__", "*.pyc", ".git", "README*"))
-        render_templates(target, spec)
+        render_templates(target, spec, repo.path)
         will_exist = set()
         for dest, source in repo.files:
             layout.copy_in(source, f"{REPOSITORY_DIR}/{dest}")
@@ -141,12 +141,21 @@ def _jinja() -> jinja2.Environment:
                               lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
 
 
-def render_templates(folder: Path, spec: ImageSpec) -> None:
+def render_templates(folder: Path, spec: ImageSpec, shown: Path | None = None) -> None:
     """config.pbtxt.j2 files in a repository take the image's settings (instances,
-    batching), so one repository serves cpu and gpu variants."""
+    batching), so one repository serves cpu and gpu variants. Other .j2 files are the
+    model's own and stay as they are. A broken template is named as shown/RELATIVE."""
     env = _jinja()
-    for template in sorted(folder.rglob("*.j2")):
-        text = env.from_string(template.read_text()).render(spec=spec)
+    for template in sorted(folder.rglob(f"{repository.CONFIG}.j2")):
+        try:
+            text = env.from_string(template.read_text()).render(spec=spec)
+        except jinja2.TemplateError as exc:
+            line = getattr(exc, "lineno", None)
+            raise ConfigError(f"{(shown or folder) / template.relative_to(folder)}: "
+                              + (f"line {line}: " if line else "") + str(exc.message),
+                              "a config.pbtxt.j2 sees spec, the image entry (spec.server."
+                              "workers, spec.server.max_batch_delay_ms, spec.variant ...)"
+                              ) from None
         template.with_suffix("").write_text(text)
         template.unlink()
 

@@ -470,3 +470,28 @@ def test_requirements_merge_from_files_and_the_mar_in_order_once_each(tmp_path, 
     # the model's files first, then the archive's; duplicates dropped, order kept
     assert (out.context_dir / "model/requirements.txt").read_text().splitlines() == [
         "numpy==2.1.0", "regex==2024.9.11", "pyyaml"]
+
+
+def test_only_config_templates_are_rendered_other_j2_files_are_the_models(tmp_path, specs,
+                                                                          repo):
+    """A model may carry its own Jinja files (a prompt template, say): they travel as they
+    are, only config.pbtxt.j2 takes the image's settings (docs/models.md)."""
+    prompt = "Classify: {{ text }}\n{% for label in labels %}{{ label }}{% endfor %}\n"
+    (repo / "repo" / "front" / "1" / "prompt.j2").write_text(prompt)
+    out = render_in(tmp_path, specs["triton-cpu"], repo_model(repo))
+    staged = out.context_dir / "model" / "stage" / "model-artifact" / "front" / "1"
+    assert (staged / "prompt.j2").read_text() == prompt
+    assert not (staged / "prompt").exists()
+
+
+@pytest.mark.parametrize("text, problem", [
+    (TEMPLATE.replace("spec.server.workers", "spec.server.wokers"), "wokers"),
+    (TEMPLATE.replace("{{ spec.server.max_batch_rows }}", "{{ spec.server.max_batch_rows"),
+     "line 4: expected token"),  # where Jinja finds the unclosed print
+])
+def test_a_broken_config_template_is_one_error_naming_the_template(tmp_path, specs, repo,
+                                                                  text, problem):
+    (repo / "repo" / "clf" / "config.pbtxt.j2").write_text(text)
+    error = refusal(tmp_path, specs["triton-cpu"], repo_model(repo))
+    assert error.message.startswith(f"{repo / 'repo' / 'clf' / 'config.pbtxt.j2'}: ")
+    assert problem in error.message and "spec.server" in error.tip
