@@ -426,6 +426,25 @@ def test_requirement_lines_that_cannot_travel_are_refused(line):
     assert "--wheelhouse" in caught.value.tip
 
 
+@pytest.mark.parametrize("line", ["pkg @ file:///tmp/pkg-1.0-py3-none-any.whl",
+                                  "pkg@file:///tmp/pkg.whl",
+                                  "dist/pkg-1.0-py3-none-any.whl", "pkg-1.0.tar.gz",
+                                  "vendor/pkg.zip", "-f ./wheels", "-f/opt/wheels",
+                                  "--find-links /opt/wheels", "--find-links=/opt/wheels"])
+def test_other_local_paths_cannot_travel_either(line):
+    """Local archives and find-links folders are on the host, not in the build."""
+    with pytest.raises(ConfigError, match="cannot be installed in the image build"):
+        assemble.requirement_lines(line + "\n", "reqs.txt")
+
+
+@pytest.mark.parametrize("line", ["https://example.com/pkg-1.0-py3-none-any.whl",
+                                  "pkg @ https://example.com/pkg-1.0.tar.gz",
+                                  "-f https://download.pytorch.org/whl/torch_stable.html",
+                                  "--find-links=https://example.com/wheels/"])
+def test_urls_travel(line):
+    assert assemble.requirement_lines(line + "\n", "reqs.txt") == [line]
+
+
 def test_requirement_lines_drop_comments_and_blanks_and_keep_pip_syntax():
     text = ("# pinned for the model\n\nnumpy==2.1.0  # inline comment\n"
             "torch-audio>=2; python_version >= '3.10'\n"
