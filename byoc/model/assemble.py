@@ -13,6 +13,7 @@ A Source on the host is copied under model/; an artifact: Source becomes a
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from pathlib import Path
 
@@ -88,12 +89,23 @@ def requirement_lines(text: str, origin: str) -> list[str]:
         if not line or line.startswith("#"):
             continue
         if line.startswith(("-r", "-c", "--requirement", "--constraint", "-e", "--editable",
-                            ".", "/", "file:")):
+                            ".", "/", "file:")) or _local_path(line):
             raise ConfigError(f"{origin} line {number}: {line!r} cannot be installed in the "
                               "image build (local paths and nested files do not travel)",
                               "list the packages themselves, or put the wheel in --wheelhouse")
         lines.append(line)
     return lines
+
+
+def _local_path(line: str) -> bool:
+    """A direct file: reference, a find-links folder, or an archive named by its path."""
+    if re.search(r"@\s*file:", line):
+        return True
+    for flag in ("--find-links", "-f"):
+        if line.startswith(flag):
+            return "://" not in line[len(flag):].lstrip(" =")
+    spec = line.split(";", 1)[0].strip()
+    return "://" not in spec and spec.endswith((".whl", ".tar.gz", ".zip"))
 
 
 def archiver_inputs(layout: Layout, archive: Archive, export_dir: str) -> list[str]:
