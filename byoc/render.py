@@ -97,12 +97,21 @@ def image_labels(spec: ImageSpec, model: ModelSpec, model_vars: dict) -> list[tu
         labels["dev.byoc.cuda-compat"] = "none"
     if model.samples:
         labels["dev.byoc.samples"] = SAMPLES_DIR
-    if flavor.multi_model:
+    if multi_model(flavor, model_vars):
         labels["dev.byoc.multi-model"] = "true"
+    elif flavor.multi_model:  # the server has the API, but this model cannot use it
+        labels["dev.byoc.multi-model"] = "false"
+        labels["dev.byoc.multi-model-reason"] = model_vars.get("multi_model_reason", "")
     if spec.ami_version:
         labels["dev.byoc.ami-version"] = spec.ami_version
     labels.update(dict(spec.labels))
     return sorted(labels.items())
+
+
+def multi_model(flavor, model_vars: dict) -> bool:
+    """The multi-models capability (C18): the flavor's server has the API and this model
+    can be served through it (flavors say so in their model variables)."""
+    return bool(flavor.multi_model and model_vars.get("multi_model", True))
 
 
 def runtime_env(spec: ImageSpec, model: ModelSpec, model_vars: dict) -> list[tuple[str, str]]:
@@ -151,7 +160,7 @@ def render_dockerfile(spec: ImageSpec, model: ModelSpec, tmodel: dict, *, runtim
         torch_pip_args=torch_pip_args(spec, torch_from_wheelhouse),
         runtime_env=runtime,
         labels=labels,
-        multi_model=flavor.multi_model,
+        multi_model=multi_model(flavor, tmodel),
         baked_model_dir=BAKED_MODEL_DIR,
         samples_dir=SAMPLES_DIR,
         **flavor.template_vars(spec),

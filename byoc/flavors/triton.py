@@ -73,8 +73,12 @@ class TritonFlavor:
             layout.requirement_lines += requirement_lines(
                 path.read_text(), f"{repo.path}/{path.parent.name}/requirements.txt")
         loaded = [n for n in models if not repo.load or n in repo.load]
+        # The multi-models capability (C18) only where Triton's multi-model load can serve
+        # the repository: not a BLS pipeline of several models, say.
+        servable, why = repository.multi_model_servable(models, default, loaded)
         return {"kind": "repository", "default_model": default, "load": loaded,
-                "raw_body": models[default].takes_raw_body(), "hosted": None}
+                "raw_body": models[default].takes_raw_body(), "hosted": None,
+                "multi_model": servable, "multi_model_reason": why}
 
     def _hosted_archive(self, spec: ImageSpec, model: ModelSpec, layout: Layout) -> dict:
         stage = archive_stage(model, layout, "/opt/byoc/mar")
@@ -106,7 +110,8 @@ class TritonFlavor:
         (folder / "config.pbtxt").write_text(template.render(host=host))
         layout.requirement_lines += list(TORCHSERVE_PYTHON)
         return {"kind": "torchserve-host", "default_model": name, "load": [name],
-                "raw_body": True, "hosted": {**stage, "host": host, "info": None}}
+                "raw_body": True, "hosted": {**stage, "host": host, "info": None},
+                "multi_model": True, "multi_model_reason": "one model"}
 
     def runtime_env(self, spec: ImageSpec, model_vars: dict) -> list[tuple[str, str]]:
         env = [("BYOC_TRITON_DEFAULT_MODEL", model_vars["default_model"]),

@@ -176,6 +176,36 @@ def _check_ensemble(model: ModelConfig, models: dict, loaded: dict) -> None:
             raise ConfigError(f"{model.path}: output {name!r} is produced by no step", _TIP)
 
 
+def multi_model_servable(models: dict[str, ModelConfig], default_model: str,
+                         loaded: list[str]) -> tuple[bool, str]:
+    """Can Triton's SageMaker multi-model API serve this repository as one model?
+
+    Its load (sagemaker_server.cc, SageMakerMMELoadModel) maps the archive's only model
+    folder, or else its ensemble, to the target name and loads that model alone, with an
+    ensemble's steps as dependents. Models called with BLS are not loaded there, and with
+    several folders and no ensemble it picks whichever folder it read last."""
+    if len(models) == 1:
+        return True, "one model"
+    ensembles = [n for n, m in models.items() if m.kind == "ensemble"]
+    if ensembles != [default_model]:
+        found = "ensembles " + ", ".join(ensembles) if ensembles else "no ensemble"
+        return False, (f"{len(models)} models, {found}, default model {default_model}: "
+                       "Triton's multi-model load serves one model, or one ensemble (the "
+                       "default model) with its steps")
+    reached, todo = set(), [default_model]
+    while todo:
+        name = todo.pop()
+        if name in reached or name not in models:
+            continue
+        reached.add(name)
+        todo += [step.model_name for step in models[name].config.ensemble_scheduling.step]
+    missing = [n for n in loaded if n not in reached]
+    if missing:
+        return False, (f"{', '.join(missing)} not a step of the ensemble {default_model}: "
+                       "Triton's multi-model load would not load them (BLS calls fail)")
+    return True, f"the ensemble {default_model} and its steps"
+
+
 def requirement_files(repository: Path, models: dict[str, ModelConfig],
                       load: tuple[str, ...]) -> list[Path]:
     return [repository / name / "requirements.txt" for name in models
