@@ -514,3 +514,21 @@ def test_a_broken_config_template_is_one_error_naming_the_template(tmp_path, spe
     error = refusal(tmp_path, specs["triton-cpu"], repo_model(repo))
     assert error.message.startswith(f"{repo / 'repo' / 'clf' / 'config.pbtxt.j2'}: ")
     assert problem in error.message and "spec.server" in error.tip
+
+
+def test_archiver_inputs_on_triton_are_archived_in_the_build_then_hosted(tmp_path, specs,
+                                                                        inputs):
+    model = describe_model(inputs, {"torchserve": {"handler": "handler.py",
+                                                   "serialized_file": "weights.pt"}})
+    out = render_in(tmp_path, specs["triton-cpu"], model)
+    assert (out.model["kind"], out.model["default_model"]) == ("torchserve-host", "reviews")
+    archiver = out.model["hosted"]["archiver"]
+    assert archiver[:2] == ["torch-model-archiver", "--model-name"]
+    assert archiver[archiver.index("--export-path") + 1] == "/opt/byoc/mar"
+    runs = [shlex.split(a) for kw, a in stages(out.dockerfile.read_text())["model"]
+            if kw == "RUN"]
+    assert runs[0][-len(archiver):] == archiver  # archive first, then unpack it for the host
+    assert runs[1] == ["python", "-m", "zipfile", "-e", "/opt/byoc/mar/reviews.mar",
+                       "/model-artifact/reviews/1/archive/"]
+    host = out.context_dir / "model/stage/model-artifact/reviews"
+    assert (host / "1" / "model.py").is_file() and (host / "config.pbtxt").is_file()
