@@ -6,6 +6,7 @@ Its run-time twin is images/runtime/byoc_runtime/adapters/triton.py."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,9 +65,12 @@ class TritonFlavor:
         for dest, source in repo.files:
             layout.copy_in(source, f"{REPOSITORY_DIR}/{dest}")
             will_exist.add(dest)
-        models = repository.read(target, will_exist)
-        default = repository.check(models, spec.runtime, default_model=repo.default_model,
-                                   load=repo.load)
+        try:
+            models = repository.read(target, will_exist)
+            default = repository.check(models, spec.runtime, default_model=repo.default_model,
+                                       load=repo.load)
+        except ConfigError as exc:  # checked in the context's copy; named as the user's
+            raise ConfigError(_user_paths(exc.message, target, repo.path), exc.tip) from None
         for path in repository.requirement_files(target, models, repo.load):
             from ..model.assemble import requirement_lines
 
@@ -119,6 +123,19 @@ class TritonFlavor:
         if spec.runtime == "pytriton":
             env.append(("LD_LIBRARY_PATH", "/opt/tritonserver-libs"))
         return env
+
+
+def _user_paths(message: str, copy: Path, user: Path) -> str:
+    """A refusal about the context's copy of a repository, naming the user's files (a
+    config.pbtxt rendered from config.pbtxt.j2 is named as the template)."""
+    def user_path(match: re.Match) -> str:
+        path = user / match.group(1) if match.group(1) else user
+        template = path.with_name(f"{repository.CONFIG}.j2")
+        if path.name == repository.CONFIG and not path.exists() and template.exists():
+            return str(template)
+        return str(path)
+
+    return re.sub(re.escape(str(copy)) + r"(?:/([^\s:()]+))?", user_path, message)
 
 
 def _check_inputs(model: ModelSpec) -> None:

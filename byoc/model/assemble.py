@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ConfigError
+from . import samples
 from .spec import Archive, ModelSpec, Source
 
 MODEL_DIR = "model"
@@ -70,6 +71,7 @@ def start(model: ModelSpec, context: Path) -> Layout:
         (root / "build-requirements.txt").write_text("".join(
             f"{line}\n" for line in model.build.requirements))
     if model.samples:
+        samples.load(model.samples)  # a bad sample is refused now, not after the build
         shutil.copytree(model.samples, root / "samples", ignore=_IGNORE)
     return layout
 

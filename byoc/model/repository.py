@@ -132,7 +132,8 @@ def check(models: dict[str, ModelConfig], runtime: str, *, default_model: str | 
                 if runtime == "pytriton" else "use a backend Triton ships")
     if default_model is not None:
         if default_model not in models:
-            raise ConfigError(f"default_model {default_model!r} is not a model of the "
+            where = Path(next(iter(models.values())).path).parent.parent
+            raise ConfigError(f"{where}: default_model {default_model!r} is not a model of the "
                               f"repository (found: {', '.join(models)})",
                               "name one of its folders, or leave it out when there is one")
         if load and default_model not in load:
