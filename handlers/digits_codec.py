@@ -4,6 +4,14 @@ Shared by the TorchServe handler and the Triton Python backend, so it depends on
 and Pillow. A request holds one or more 8x8 digit images as 64 features in 0..16 (the
 scikit-learn digits convention: 0 is background, ink is bright); a response holds one
 prediction per instance.
+
+Every fault of a request body is a RequestError (a 4xx), never another exception: decode()
+is the only door, and it turns anything its decoders raise into one. What a request may
+cost is capped (README "Request limits"), each cap checked before the step it protects:
+the JSON text is scanned for depth, number length and value count before it is parsed, an
+.npy header before its data is read, an image header (size and mode) before any pixel is
+decoded; images are then reduced in strips, so no full-size copy is made beyond the
+decoded image itself.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -22,8 +31,18 @@ RESPONSE_CONTENT_TYPE = "application/json"
 N_FEATURES = 64
 N_CLASSES = 10
 MAX_VALUE = 16.0
-# Far above any sensible digit photo, far below what would exhaust a worker's memory.
-MAX_IMAGE_PIXELS = 40_000_000
+
+# What one request may cost (README "Request limits"). Far above any sensible request for an
+# 8x8 digit classifier, far below what would exhaust a worker's memory or CPU.
+MAX_INSTANCES = 4096  # digits in one request (JSON or .npy)
+MAX_VALUES = MAX_INSTANCES * N_FEATURES  # numbers in one request
+MAX_JSON_DEPTH = 8  # nesting of arrays and objects; the format needs 4
+MAX_NUMBER_CHARS = 40  # digits in one JSON number (a float64 needs 17)
+MAX_IMAGE_PIXELS = 16_777_216  # 4096 x 4096
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # the decoded image in memory (Pillow's storage)
+# Pillow stores these modes in 1 or 2 bytes a pixel, every other mode in 4.
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+_STRIP_PIXELS = 1 << 20  # pixels converted at a time when reducing an image
 
 _IMAGE_FORMATS = ("PNG", "JPEG")
 _JSON_SHAPES = "(N, 64) or (N, 8, 8)"
@@ -50,7 +69,22 @@ class RequestError(ValueError):
 
 
 def decode(body: bytes, content_type: str) -> np.ndarray:
-    """Decode a request body into float32 features of shape (N, 64) with values in 0..16."""
+    """Decode a request body into float32 features of shape (N, 64) with values in 0..16.
+
+    Raises RequestError, and only RequestError, for any body it cannot answer."""
+    try:
+        return _decode(body, content_type)
+    except RequestError:
+        raise
+    except MemoryError:
+        raise  # the server's fault (the limits keep requests far from it): a 5xx
+    except Exception as err:  # noqa: BLE001 - a decoder's surprise is still a bad body
+        kind = _media_type(content_type) or "request"
+        raise RequestError(f"the {kind} body could not be decoded "
+                           f"({type(err).__name__})") from err
+
+
+def _decode(body: bytes, content_type: str) -> np.ndarray:
     media_type = _media_type(content_type)
     if media_type not in SUPPORTED_CONTENT_TYPES:
         shown = media_type or "none"
@@ -106,11 +140,41 @@ def _quality(params: list[str]) -> float:
     return 1.0
 
 
+# A JSON string, closed or running to the end of the body: an unrolled loop with possessive
+# quantifiers, so the scan is linear whatever the body holds.
+_JSON_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\Z)', re.DOTALL)
+_LONG_NUMBER = re.compile(rb"[0-9]{%d}" % (MAX_NUMBER_CHARS + 1))
+_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = np.zeros(256, dtype=np.int8)
+_DEPTH_STEP[list(b"[{")] = 1
+_DEPTH_STEP[list(b"]}")] = -1
+
+
+def _check_json_cost(body: bytes) -> None:
+    """Refuse, before parsing, JSON that is nested too deep, holds numbers too long to
+    convert (Python refuses integers over 4,300 digits) or too many values."""
+    bare = _JSON_STRING.sub(b'""', body)  # brackets, digits and commas in strings are text
+    brackets = bare.translate(None, _BRACKETS)
+    if brackets:
+        depth = int(np.cumsum(_DEPTH_STEP[np.frombuffer(brackets, np.uint8)],
+                              dtype=np.int32).max())
+        if depth > MAX_JSON_DEPTH:
+            raise RequestError(f"JSON is nested {depth} deep; at most {MAX_JSON_DEPTH}")
+    if _LONG_NUMBER.search(bare):
+        raise RequestError(f"JSON holds a number of more than {MAX_NUMBER_CHARS} digits")
+    if bare.count(b",") >= MAX_VALUES + MAX_INSTANCES:
+        raise RequestError(f"JSON holds more than {MAX_VALUES} values "
+                           f"({MAX_INSTANCES} instances of {N_FEATURES})")
+
+
 def _decode_json(body: bytes) -> np.ndarray:
     try:
-        document = json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
     except UnicodeDecodeError as err:
         raise RequestError(f"body is not valid UTF-8: {err.reason} at byte {err.start}") from err
+    _check_json_cost(body)
+    try:
+        document = json.loads(text)
     except json.JSONDecodeError as err:
         raise RequestError(
             f"invalid JSON: {err.msg} at line {err.lineno} column {err.colno}"
@@ -122,6 +186,8 @@ def _decode_json(body: bytes) -> np.ndarray:
         raise RequestError('"instances" must be a list')
     if not instances:
         raise RequestError('"instances" is empty')
+    if len(instances) > MAX_INSTANCES:
+        raise RequestError(f"{len(instances)} instances; at most {MAX_INSTANCES} a request")
     try:
         array = np.asarray(instances)
     except (ValueError, OverflowError) as err:
@@ -142,6 +208,9 @@ def _decode_npy(body: bytes) -> np.ndarray:
     # array must be refused before np.load sees it.
     if math.prod(shape) * dtype.itemsize > len(body) - stream.tell():
         raise RequestError(f".npy data is shorter than its header's shape {shape} needs")
+    if math.prod(shape) > MAX_VALUES:
+        raise RequestError(f".npy array of shape {shape} holds more than {MAX_VALUES} values "
+                           f"({MAX_INSTANCES} instances of {N_FEATURES})")
     stream.seek(0)
     try:
         array = np.load(stream, allow_pickle=False)
@@ -197,22 +266,47 @@ def _decode_image(body: bytes) -> np.ndarray:
     # both decode the same way. Other formats are refused to keep the decoder surface small.
     try:
         with Image.open(io.BytesIO(body), formats=_IMAGE_FORMATS) as image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise RequestError(
-                    f"image is {width}x{height}, over the {MAX_IMAGE_PIXELS} pixel limit"
-                )
-            gray = _to_gray_float(image)
+            _check_image_cost(image)  # from the header alone: nothing is decoded yet
+            image.load()
+            gray = _reduce_to_gray(image)
     except Image.DecompressionBombError as err:
         raise RequestError(f"image is over the {MAX_IMAGE_PIXELS} pixel limit") from err
     except RequestError:
         raise
-    except (OSError, ValueError, SyntaxError) as err:
+    except (OSError, ValueError, SyntaxError, TypeError, IndexError, EOFError) as err:
         # Pillow reports corrupt or truncated data as any of these.
         raise RequestError("body is not a decodable PNG or JPEG image") from err
     small = gray.resize((8, 8), Image.Resampling.BOX)
     pixels = np.asarray(small, dtype=np.float64).reshape(1, N_FEATURES)
     return np.clip(pixels * MAX_VALUE / 255.0, 0.0, MAX_VALUE).astype(np.float32)
+
+
+def _check_image_cost(image: Image.Image) -> None:
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise RequestError(f"image is {width}x{height}, over the {MAX_IMAGE_PIXELS} pixel limit")
+    decoded = width * height * _MODE_BYTES.get(image.mode, 4)
+    if decoded > MAX_IMAGE_BYTES:
+        raise RequestError(f"image is {width}x{height} {image.mode}: {decoded} bytes decoded, "
+                           f"over the {MAX_IMAGE_BYTES} byte limit")
+
+
+def _reduce_to_gray(image: Image.Image) -> Image.Image:
+    """The image as float grayscale, already reduced to 8 columns: (8, height) mode F.
+
+    Strips of rows are converted and reduced horizontally one at a time (a BOX resize is
+    separable), so no full-size grayscale, RGBA or float copy exists; the answer equals
+    resizing the whole float image to float32 rounding (Pillow may run its two passes in
+    the other order)."""
+    width, height = image.size
+    rows = max(1, _STRIP_PIXELS // max(width, 1))
+    columns = Image.new("F", (8, height))
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(height, top + rows)))
+        strip.info = image.info  # crop() drops "transparency", which decides background
+        gray = _to_gray_float(strip)
+        columns.paste(gray.resize((8, gray.height), Image.Resampling.BOX), (0, top))
+    return columns
 
 
 def _to_gray_float(image: Image.Image) -> Image.Image:

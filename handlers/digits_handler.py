@@ -1,15 +1,16 @@
 """TorchServe handler for the example digits model (TorchScript, see train_digits.py).
 
-Request and response formats live in digits_codec, shared with the Triton backend. A bad
-request fails with the codec's status and message through PredictionException. TorchServe
-answers a whole batch with one status then, so with batching enabled one bad request fails
-the requests batched with it.
+Request and response formats live in digits_codec, shared with the Triton backend. Each
+request of a batch is answered on its own: a bad one gets the codec's 4xx status and a
+JSON error body (context.set_response_status for its index), its batch-mates their
+predictions. With batching on (the gpu variants batch 8) one bad request fails no other.
 
 TorchServe loads the one class defined here; keep helpers as methods or functions.
 """
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 
@@ -17,7 +18,6 @@ import digits_codec
 import numpy as np
 import torch
 from ts.torch_handler.base_handler import BaseHandler
-from ts.utils.util import PredictionException
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ class DigitsHandler(BaseHandler):
 
     def __init__(self) -> None:
         super().__init__()
-        # Instances per request of the batch in flight, from preprocess to postprocess:
-        # BaseHandler.handle passes only the tensor between them. A worker handles one
-        # batch at a time, so an attribute is safe.
-        self._instance_counts: list[int] = []
+        # Per request of the batch in flight, from preprocess to postprocess (BaseHandler.
+        # handle passes only the tensor between them): its instance count, or the
+        # RequestError that refused it. A worker handles one batch at a time.
+        self._outcomes: list[int | digits_codec.RequestError] = []
 
     def initialize(self, context) -> None:
         super().initialize(context)
@@ -51,22 +51,36 @@ class DigitsHandler(BaseHandler):
             raise RuntimeError("model self-test: output on a zero batch is not finite")
 
     def preprocess(self, data: list[dict]) -> torch.Tensor:
-        batches = []
+        """The good requests' instances as one tensor; bad requests are remembered."""
+        self._outcomes, good = [], []
         for idx, row in enumerate(data):
             try:
-                batches.append(digits_codec.decode(_body_bytes(row), self._content_type(idx)))
+                features = digits_codec.decode(_body_bytes(row), self._content_type(idx))
             except digits_codec.RequestError as err:
-                raise PredictionException(err.message, err.status) from err
-        self._instance_counts = [len(features) for features in batches]
-        return torch.from_numpy(np.concatenate(batches)).to(self.device)
+                self._outcomes.append(err)
+                continue
+            self._outcomes.append(len(features))
+            good.append(features)
+        if not good:
+            return torch.empty(0, digits_codec.N_FEATURES, device=self.device)
+        return torch.from_numpy(np.concatenate(good)).to(self.device)
+
+    def inference(self, data: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if len(data) == 0:  # every request of the batch was refused
+            return torch.empty(0, digits_codec.N_CLASSES)
+        return super().inference(data, *args, **kwargs)
 
     def postprocess(self, data: torch.Tensor) -> list[bytes]:
         probabilities = data.detach().cpu().numpy()
-        boundaries = np.cumsum(self._instance_counts)[:-1]
-        responses = []
-        for idx, request_probabilities in enumerate(np.split(probabilities, boundaries)):
-            responses.append(digits_codec.encode(request_probabilities))
+        responses, start = [], 0
+        for idx, outcome in enumerate(self._outcomes):
             self.context.set_response_content_type(idx, digits_codec.RESPONSE_CONTENT_TYPE)
+            if isinstance(outcome, digits_codec.RequestError):
+                self.context.set_response_status(outcome.status, _phrase(outcome.status), idx)
+                responses.append(outcome.to_json())
+                continue
+            responses.append(digits_codec.encode(probabilities[start:start + outcome]))
+            start += outcome
         return responses
 
     def _content_type(self, idx: int) -> str:
@@ -83,6 +97,13 @@ class DigitsHandler(BaseHandler):
         return ""
 
 
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 def _body_bytes(row: dict) -> bytes:
     """The request body as bytes, undoing TorchServe's parsing of JSON and text bodies."""
     body = row.get("data")
@@ -95,4 +116,7 @@ def _body_bytes(row: dict) -> bytes:
     if isinstance(body, str):
         return body.encode("utf-8")
     # TorchServe hands an application/json body over already parsed.
-    return json.dumps(body).encode("utf-8")
+    try:
+        return json.dumps(body).encode("utf-8")
+    except (ValueError, TypeError, RecursionError) as err:
+        raise digits_codec.RequestError("the JSON body cannot be read") from err

@@ -6,6 +6,7 @@ import io
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import digits_codec
 import numpy as np
@@ -215,8 +216,18 @@ ERROR_CASES = [
     (b"not an image", "image/png", 400, "not a decodable PNG or JPEG image"),
     (noise_png()[:1000], "image/png", 400, "not a decodable PNG or JPEG image"),
     (gif_bytes(), "image/png", 400, "not a decodable PNG or JPEG image"),
-    (png_header_claiming(7000, 6000), "image/png", 400, "7000x6000, over the 40000000 pixel"),
-    (png_header_claiming(20000, 20000), "image/png", 400, "over the 40000000 pixel limit"),
+    (png_header_claiming(7000, 6000), "image/png", 400, "7000x6000, over the 16777216 pixel"),
+    (png_header_claiming(6300, 6300), "image/png", 400, "6300x6300, over the 16777216 pixel"),
+    (png_header_claiming(20000, 20000), "image/png", 400, "over the 16777216 pixel limit"),
+    (b'{"instances": ' + b"[" * 100_000, "application/json", 400, "nested 100001 deep"),
+    (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json", 400,
+     "at most 8"),
+    (b'{"instances": [[' + b"1" * 5000 + b"]]}", "application/json", 400, "more than 40 digits"),
+    (b'{"instances": [[0.' + b"1" * 41 + b"]]}", "application/json", 400, "more than 40 digits"),
+    (b'{"instances": [' + b"0," * 270_000 + b"0]}", "application/json", 400, "262144 values"),
+    (json_bytes({"instances": [[0]] * 4097}), "application/json", 400, "4097 instances"),
+    (npy_bytes(np.zeros((4097, 64), dtype=np.uint8)), "application/x-npy", 400,
+     "more than 262144 values"),
     (b"not npy", "application/x-npy", 400, "not a valid .npy array"),
     (npy_bytes(np.zeros((2, 64)))[:-8], "application/x-npy", 400, "shorter than"),
     (npy_header_only((10**12, 64), "<f8"), "application/x-npy", 400, "shorter than"),
@@ -314,3 +325,172 @@ def test_encode_refuses_wrong_shape() -> None:
 )
 def test_accepts_json(accept: str | None, expected: bool) -> None:
     assert accepts_json(accept) is expected
+
+
+# --- what a request may cost (README "Request limits") ------------------------------------
+
+
+def test_brackets_and_digits_inside_json_strings_are_not_counted() -> None:
+    body = json_bytes({"instances": [VALID_ROW], "note": "[" * 50 + "9" * 100})
+    assert decode(body, "application/json").shape == (1, 64)
+
+
+def test_the_largest_request_allowed_still_decodes() -> None:
+    rows = [[16] * 64] * digits_codec.MAX_INSTANCES
+    assert decode(json_bytes({"instances": rows}), "application/json").shape == (4096, 64)
+    array = np.zeros((digits_codec.MAX_INSTANCES, 8, 8), dtype=np.uint8)
+    assert decode(npy_bytes(array), "application/x-npy").shape == (4096, 64)
+
+
+def test_json_depth_is_checked_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_parse(*_args, **_kwargs):
+        raise AssertionError("json.loads ran on a body over the limits")
+
+    monkeypatch.setattr(digits_codec.json, "loads", no_parse)
+    for body in (b"[" * 9 + b"]" * 9, b"[" + b"7" * 41 + b"]"):
+        with pytest.raises(RequestError):
+            decode(body, "application/json")
+
+
+def test_unclosed_escaped_quotes_scan_in_linear_time() -> None:
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(RequestError, match="invalid JSON"):
+        decode(b'"' + b'\\"' * 1_000_000, "application/json")
+    assert time.perf_counter() - started < 5
+
+
+def test_decoded_image_bytes_are_checked_before_decoding(monkeypatch: pytest.MonkeyPatch):
+    from PIL import ImageFile
+
+    body = image_bytes(Image.new("RGBA", (10, 10)))
+    monkeypatch.setattr(digits_codec, "MAX_IMAGE_BYTES", 10 * 10 * 4 - 1)
+    loaded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loaded.append(self))
+    with pytest.raises(RequestError, match="10x10 RGBA: 400 bytes decoded, over the 399"):
+        decode(body, "image/png")
+    assert not loaded
+    # Pillow keeps L in a byte a pixel: the same size fits.
+    monkeypatch.undo()
+    monkeypatch.setattr(digits_codec, "MAX_IMAGE_BYTES", 10 * 10 * 4 - 1)
+    assert decode(image_bytes(Image.new("L", (10, 10))), "image/png").shape == (1, 64)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "I;16"])
+@pytest.mark.parametrize("size", [(1, 1), (7, 300), (300, 7), (129, 257)])
+def test_strips_give_the_whole_image_answer(monkeypatch, mode: str, size) -> None:
+    """Reducing in strips of rows equals resizing the whole float image (to float32)."""
+    rng = np.random.default_rng(sum(size))
+    pixels = rng.integers(0, 256, size=(size[1], size[0], 4), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGBA").convert(mode if mode != "I;16" else "L")
+    if mode == "I;16":
+        image = Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)
+    body = image_bytes(image)
+    whole = digits_codec._to_gray_float(Image.open(io.BytesIO(body)))
+    expected = np.asarray(whole.resize((8, 8), Image.Resampling.BOX), dtype=np.float64)
+    expected = np.clip(expected.reshape(1, 64) * 16 / 255, 0, 16)
+    monkeypatch.setattr(digits_codec, "_STRIP_PIXELS", 97)  # many strips, odd heights
+    np.testing.assert_allclose(decode(body, "image/png"), expected, atol=1e-5)
+
+
+def _peak_mib_decoding(body_file, tmp_path) -> float:
+    """VmHWM growth of a fresh interpreter while it decodes one body, in MiB."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, digits_codec\n"
+        "def hwm():\n"
+        "    return next(int(l.split()[1]) for l in open('/proc/self/status')\n"
+        "                if l.startswith('VmHWM')) / 1024\n"
+        f"body = open({str(body_file)!r}, 'rb').read()\n"
+        "before = hwm()\n"
+        "digits_codec.decode(body, 'image/png')\n"
+        "print(hwm() - before)\n"
+    )
+    handlers = str(Path(digits_codec.__file__).parent)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={"PYTHONPATH": handlers}, timeout=120, check=True)
+    return float(out.stdout.strip())
+
+
+def test_the_largest_transparent_image_costs_little_more_than_its_pixels(tmp_path) -> None:
+    """4096x4096 LA is the largest alpha image allowed: Pillow keeps it in 64 MiB; the old
+    alpha path (RGBA, a black RGBA, their composite, L, F) took 274 MiB more on top."""
+    body_file = tmp_path / "big.png"
+    Image.new("LA", (4096, 4096)).save(body_file, "PNG")
+    peak = _peak_mib_decoding(body_file, tmp_path)
+    assert peak < 1.5 * digits_codec.MAX_IMAGE_BYTES / 2**20, f"{peak:.0f} MiB"
+
+
+# --- property-based: any body, any type, only ever an answer or a RequestError -------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+CONTENT_TYPES = st.sampled_from(list(digits_codec.SUPPORTED_CONTENT_TYPES) + [
+    "", "text/plain", "application/json; charset=latin-1", "IMAGE/PNG", "image/png;;;",
+    "application/x-npy; q=x"])
+JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-(10**60), 10**60),
+                        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
+JSON_DOCS = st.recursive(JSON_LEAVES, lambda children: st.one_of(
+    st.lists(children, max_size=70), st.dictionaries(st.text(max_size=10), children,
+                                                     max_size=4)), max_leaves=200)
+
+
+def _answer_or_request_error(body: bytes, content_type: str) -> None:
+    try:
+        features = decode(body, content_type)
+    except RequestError as err:
+        assert 400 <= err.status < 500
+        json.loads(err.to_json())
+        return
+    assert features.dtype == np.float32 and features.ndim == 2 and features.shape[1] == 64
+    assert 1 <= features.shape[0] <= digits_codec.MAX_INSTANCES
+    assert np.isfinite(features).all() and features.min() >= 0 and features.max() <= 16
+
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@FUZZ
+@given(body=st.binary(max_size=2048), content_type=CONTENT_TYPES)
+def test_any_bytes_of_any_type(body: bytes, content_type: str) -> None:
+    _answer_or_request_error(body, content_type)
+
+
+@FUZZ
+@given(document=JSON_DOCS, wrap=st.booleans())
+def test_any_json_document(document, wrap: bool) -> None:
+    body = json.dumps({"instances": document} if wrap else document, allow_nan=True)
+    _answer_or_request_error(body.encode(), "application/json")
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_images_and_arrays(data) -> None:
+    """Real PNG, JPEG and .npy bodies with bytes flipped, cut or spliced."""
+    kind = data.draw(st.sampled_from(["png", "jpeg", "npy", "png16", "pa"]))
+    if kind == "npy":
+        body = npy_bytes(np.zeros((2, 64), dtype=data.draw(st.sampled_from(
+            ["<f4", ">f8", "<i2", "|u1", "<f2"]))))
+    else:
+        mode = {"png": "RGBA", "jpeg": "RGB", "png16": "I;16", "pa": "P"}[kind]
+        image = Image.new(mode, (data.draw(st.integers(1, 40)), data.draw(st.integers(1, 40))))
+        if kind == "pa":
+            image.info["transparency"] = 0
+        body = image_bytes(image, "JPEG" if kind == "jpeg" else "PNG")
+    body = bytearray(body)
+    for _ in range(data.draw(st.integers(0, 6))):
+        at = data.draw(st.integers(0, len(body) - 1))
+        action = data.draw(st.sampled_from(["flip", "cut", "splice"]))
+        if action == "flip":
+            body[at] = data.draw(st.integers(0, 255))
+        elif action == "cut":
+            del body[at:]
+        else:
+            body[at:at] = data.draw(st.binary(min_size=1, max_size=16))
+        if not body:
+            break
+    _answer_or_request_error(bytes(body), data.draw(CONTENT_TYPES))

@@ -29,7 +29,7 @@ from torch import nn
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 from ts.protocol import otf_message_handler
 from ts.service import Service
-from ts.utils.util import PredictionException, list_classes_from_module
+from ts.utils.util import list_classes_from_module
 
 # torch 2.13 deprecates TorchScript, which TorchServe 0.12's BaseHandler loads with torch.jit.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -267,42 +267,59 @@ def test_body_part_content_type_is_used_without_a_header(worker, test_digits) ->
         (b"not a png", "image/png", 400, "not a decodable PNG or JPEG image"),
         (b"", "application/x-npy", 400, "empty request body"),
         (b"hello", "text/plain", 415, "unsupported content type text/plain"),
+        (b'{"instances": ' + b"[" * 100_000, "application/json", 400, "nested 100001 deep"),
+        (b'{"instances": [[' + b"1" * 5000 + b"]]}", "application/json", 400, "40 digits"),
     ],
 )
-def test_bad_request_raises_prediction_exception(
+def test_bad_request_gets_its_status_and_a_json_error(
     worker, body: bytes, content_type: str, status: int, message: str
 ) -> None:
-    with pytest.raises(PredictionException) as caught:
-        handle(*worker, frontend_batch([(body, content_type)]))
-    assert caught.value.error_code == status
-    assert message in caught.value.message
+    service, handler = worker
+    [answer] = handle(service, handler, frontend_batch([(body, content_type)]))
+    assert service.context.get_response_status(0)[0] == status
+    assert service.context.get_response_content_type(0) == "application/json"
+    error = json.loads(answer)
+    assert error["status"] == status and message in error["error"]
 
 
 def test_worker_answers_a_bad_request_with_the_codec_status_and_message(worker) -> None:
     service, _ = worker
     batch = frontend_batch([(b"hello", "text/csv")])
-    code, text, [response] = parse_worker_response(service.predict(batch))
+    code, _, [response] = parse_worker_response(service.predict(batch))
     supported = ", ".join(digits_codec.SUPPORTED_CONTENT_TYPES)
     expected = f"unsupported content type text/csv; use one of {supported}"
-    # The frontend turns a non-200 batch code into the HTTP status and an error JSON
-    # carrying this message; the per-request body is TorchServe's placeholder.
-    assert (code, text) == (415, expected)
-    assert (response["request_id"], response["status"], response["body"]) == (
-        "request-0",
-        415,
-        b"error",
-    )
+    # The batch succeeded; the request carries its own status, reason and JSON body,
+    # which the frontend sends as the HTTP answer.
+    assert code == 200
+    assert (response["request_id"], response["status"], response["phrase"]) == (
+        "request-0", 415, "Unsupported Media Type")
+    assert response["content_type"] == "application/json"
+    assert json.loads(response["body"])["error"] == expected
 
 
-def test_one_bad_request_fails_its_whole_batch(worker, test_digits) -> None:
+def test_one_bad_request_fails_only_itself_in_a_batch(worker, model_dir, test_digits) -> None:
+    """The gpu variants batch 8: a bad request answers 4xx, its batch-mates 200."""
     service, _ = worker
     features, _ = test_digits
-    batch = frontend_batch(
-        [(json_body(features[:1]), "application/json"), (b"{}", "application/json")]
-    )
-    code, text, responses = parse_worker_response(service.predict(batch))
-    assert (code, [r["status"] for r in responses]) == (400, [400, 400])
-    assert "instances" in text
+    requests = [(json_body(features[:1]), "application/json"), (b"{}", "application/json"),
+                (png_body(features[1]), "image/png"),
+                (b'{"instances": ' + b"[" * 100_000, "application/json"),
+                (json_body(features[2:5]), "application/json"), (b"x", "text/csv")]
+    code, _, responses = parse_worker_response(service.predict(frontend_batch(requests)))
+    assert code == 200
+    assert [r["status"] for r in responses] == [200, 400, 200, 400, 200, 415]
+    assert labels(responses[0]["body"]) == expected_labels(model_dir, features[:1])
+    assert labels(responses[2]["body"]) == expected_labels(model_dir, features[1:2])
+    assert labels(responses[4]["body"]) == expected_labels(model_dir, features[2:5])
+    assert "instances" in json.loads(responses[1]["body"])["error"]
+
+
+def test_a_batch_of_only_bad_requests_runs_no_inference(worker, monkeypatch) -> None:
+    service, handler = worker
+    monkeypatch.setattr(handler, "model", None)  # calling it would raise
+    requests = [(b"{}", "application/json"), (b"", "image/png")]
+    code, _, responses = parse_worker_response(service.predict(frontend_batch(requests)))
+    assert (code, [r["status"] for r in responses]) == (200, [400, 400])
 
 
 def test_worker_answers_a_good_request_with_json(worker, model_dir: Path, test_digits) -> None:

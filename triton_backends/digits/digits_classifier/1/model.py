@@ -2,7 +2,8 @@
 
 Runs on CUDA when Triton placed this instance on a GPU (KIND_GPU) and one is
 present, else on CPU. Dynamic batching hands execute() several requests: they
-are run as one batch and split back, one response per request."""
+are run as one batch and split back, one response per request. Should the batch
+fail, each request is run alone, so only the one that fails gets an error (500)."""
 
 import json
 from pathlib import Path
@@ -31,13 +32,38 @@ class TritonPythonModel:
     def execute(self, requests):
         arrays = [pb_utils.get_input_tensor_by_name(r, "INSTANCES").as_numpy()
                   for r in requests]
-        batch = torch.from_numpy(np.concatenate(arrays)).to(self.device)
+        try:
+            parts = self._split(self._run(np.concatenate(arrays)), arrays)
+        except Exception:  # noqa: BLE001 - find the request at fault, answer the others
+            parts = []
+            for array in arrays:
+                try:
+                    parts.append(self._run(array))
+                except Exception as exc:  # noqa: BLE001
+                    pb_utils.Logger.log_error(f"digits_classifier: {type(exc).__name__}: {exc}")
+                    parts.append(exc)
+        return [self._response(part) for part in parts]
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            probabilities = self.model(batch).float().cpu().numpy()
-        responses, start = [], 0
+            tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+            return self.model(tensor).float().cpu().numpy()
+
+    @staticmethod
+    def _split(probabilities: np.ndarray, arrays: list) -> list:
+        parts, start = [], 0
         for array in arrays:
-            part = probabilities[start:start + len(array)]
+            parts.append(probabilities[start:start + len(array)])
             start += len(array)
-            tensor = pb_utils.Tensor("PROBABILITIES", np.ascontiguousarray(part))
-            responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
-        return responses
+        return parts
+
+    @staticmethod
+    def _response(part):
+        if isinstance(part, Exception):
+            code = getattr(pb_utils.TritonError, "INTERNAL", None)
+            message = f"the classifier failed ({type(part).__name__})"
+            error = pb_utils.TritonError(message, code) if code is not None else \
+                pb_utils.TritonError(message)
+            return pb_utils.InferenceResponse(error=error)
+        tensor = pb_utils.Tensor("PROBABILITIES", np.ascontiguousarray(part))
+        return pb_utils.InferenceResponse(output_tensors=[tensor])
