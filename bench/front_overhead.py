@@ -1,59 +1,188 @@
-"""What the front costs: Triton with its own SageMaker endpoint (BYOC_TRITON_FRONT=off)
-against the same requests through byoc's front, at concurrency 1 and 8.
+"""What the front costs, per server: the same request to the server's own HTTP API on
+loopback (native) and through the front, side by side in one container, interleaved.
 
-    .venv/bin/python bench/front_overhead.py [--image byoc-triton:0.1.0-cpu] [--duration 8]
+    .venv/bin/python bench/front_overhead.py [--servers torchserve,triton] [--rounds 2]
+        [--candidates front] [--requests 8000] [--duration 6] [--out bench/results/X.json]
 
-Rows: the same KServe v2 JSON request native and through the front (the front's pure
-cost: one more loopback hop and an aiohttp proxy), and the example model's own JSON
-through the front (what SageMaker clients send; it also runs the preprocess model on
-the raw body). Closed loop, keep-alive, bounded by --duration and --max-requests;
-client and server share the machine's cores."""
+For each server one container runs as SageMaker runs it (serve: the server and its front
+on 8080). The client (bench/front_client.py: raw keep-alive HTTP/1.1, the image's own
+Python) runs inside the container, so it reaches the loopback-only native APIs: TorchServe's
+inference API (/predictions/NAME) and Triton's HTTP (/v2/models/NAME/infer). Candidate
+fronts (bench/front_candidates/run_front.py, and a Go floor built when `go` is on PATH)
+start beside serve's own on other ports, from this checkout's runtime, against the same
+server. Rounds interleave the targets; each cell is bounded by --requests and --duration.
+
+Per cell: req/s, p50/p99, and CPU per request of the client, each front and the server
+(host /proc of the container's processes), and the CPU the rest of the machine used
+meanwhile (other work on the shared cores: read the numbers with it)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from byoc import launcher, loadgen, samples  # noqa: E402
-from byoc.verify import kserve_payload_request  # noqa: E402
+from bench import front_rows  # noqa: E402
+from bench.front_procs import Cell, ContainerProcs, machine_facts  # noqa: E402
+from byoc import launcher  # noqa: E402
+
+IMAGES = {"torchserve": "byoc-torchserve:0.1.0-cpu", "triton": "byoc-triton:0.1.0-cpu"}
+CANDIDATE_PORTS = {"aiohttp": 9001, "aiohttp-uvloop": 9002, "go": 9003, "fast": 9004}
+MOUNT = "/opt/bench"
 
 
-def measure(image: str, env: dict, payload: loadgen.Payload, concurrency: int,
-            duration: float, max_requests: int) -> loadgen.StepResult:
-    with launcher.launched(image, env=env) as running:
+@dataclasses.dataclass(frozen=True)
+class Target:
+    name: str  # native, front, or a candidate
+    port: int
+    path: str
+    body: str  # file name under the bodies folder
+    content_type: str = "application/json"
+    proc: str | None = None  # how to find the front's process in `docker top`
+
+
+def run_cell(running, target: Target, concurrency: int, args, procs: ContainerProcs) -> dict:
+    argv = ["python", f"{MOUNT}/bench/front_client.py", "--port", str(target.port),
+            "--path", target.path, "--body", f"{MOUNT}/data/{target.body}",
+            "--type", target.content_type, "--concurrency", str(concurrency),
+            "--requests", str(args.requests), "--duration", str(args.duration),
+            "--warmup", str(args.warmup)]
+    cell = Cell(procs, front=target.proc)
+    cell.start()
+    code, out = running.container.exec_run(argv, environment={"PYTHONPATH": f"{MOUNT}/site"})
+    measured = cell.stop()
+    text = out.decode(errors="replace").strip()
+    if code != 0:
+        raise RuntimeError(f"client failed on {target.name}: {text[-2000:]}")
+    result = json.loads(text.splitlines()[-1])
+    result.update(measured)
+    result["client_us_per_req"] = round(result["client_cpu_s"] / max(result["ok"], 1) * 1e6, 1)
+    # The fronts' and server's CPU is read around the whole exec: warm-up requests included.
+    served = max(result["requests"] + args.warmup, 1)
+    for key in ("front", "server"):
+        result[f"{key}_us_per_req"] = round(result[f"{key}_cpu_s"] / served * 1e6, 1)
+    return result
+
+
+def start_candidates(running, candidates: list[str], upstream_url: str, env: dict) -> None:
+    """Each candidate on its port, then one /ping each: the adapter reads the model's
+    config when it first finds it ready, as serve's own front did during wait_ready."""
+    for kind in candidates:
+        if kind == "front":
+            continue
+        port = CANDIDATE_PORTS[kind]
+        if kind == "go":
+            argv = [f"{MOUNT}/data/goproxy", "-listen", f"127.0.0.1:{port}",
+                    "-upstream", upstream_url]
+        else:
+            argv = ["python", f"{MOUNT}/bench/front_candidates/run_front.py", kind, str(port)]
+        running.container.exec_run(argv, detach=True, environment={
+            "PYTHONPATH": f"{MOUNT}/runtime:{MOUNT}/site", **env})
+    deadline = time.monotonic() + 30
+    for kind in candidates:
+        if kind == "front":
+            continue
+        probe = ["python", "-c", "import urllib.request as u; u.urlopen("
+                 f"'http://127.0.0.1:{CANDIDATE_PORTS[kind]}/ping', timeout=2)"]
+        while running.container.exec_run(probe)[0] != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"candidate {kind} did not start")
+            time.sleep(0.3)
+
+
+def measure_setup(setup: front_rows.Setup, args, data: Path) -> list[dict]:
+    volumes = {str(ROOT / "images" / "runtime"): {"bind": f"{MOUNT}/runtime", "mode": "ro"},
+               str(ROOT / "bench"): {"bind": f"{MOUNT}/bench", "mode": "ro"},
+               str(data): {"bind": f"{MOUNT}/data", "mode": "ro"}}
+    if args.site:
+        volumes[str(Path(args.site).resolve())] = {"bind": f"{MOUNT}/site", "mode": "ro"}
+    # The Go floor passes bodies through unchanged: only for rows whose body the server
+    # takes as it is.
+    candidates = [c for c in args.candidates
+                  if c != "go" or ((data / "goproxy").exists() and setup.upstream_url)]
+    image = args.image.get(setup.server) or IMAGES[setup.server]
+    running = launcher.run(image, env=setup.env, volumes=volumes, name_hint="byoc-bench")
+    rows = []
+    try:
         running.wait_ready()
-        return loadgen.run_step(f"{running.url}/invocations", [payload],
-                                concurrency=concurrency, duration_s=duration,
-                                max_requests=max_requests, warmup=50)
+        start_candidates(running, candidates, setup.upstream_url, setup.env)
+        targets = [Target("native", setup.native_port, setup.native_path, setup.native_body,
+                          setup.native_type)]
+        for kind in candidates:
+            port = 8080 if kind == "front" else CANDIDATE_PORTS[kind]
+            targets.append(Target(kind, port, "/invocations", setup.body, setup.content_type,
+                                  proc=None if kind == "front" else str(port)))
+        procs = ContainerProcs(running.container)
+        for rnd in range(1, args.rounds + 1):
+            for concurrency in args.concurrency:
+                for target in targets:
+                    result = run_cell(running, target, concurrency, args, procs)
+                    result.update(server=setup.server, path=setup.label, target=target.name,
+                                  round=rnd, image=image)
+                    rows.append(result)
+                    print(front_rows.line(result), flush=True)
+    finally:
+        running.remove()
+    return rows
+
+
+def build_go(data: Path) -> None:
+    if not shutil.which("go"):
+        print("(go not on PATH: the Go floor is left out)")
+        return
+    subprocess.run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(data / "goproxy"),
+                    str(ROOT / "bench" / "front_candidates" / "goproxy.go")], check=True,
+                   env={**os.environ, "CGO_ENABLED": "0", "GOCACHE": str(data / "gocache")})
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", default="byoc-triton:0.1.0-cpu")
-    parser.add_argument("--duration", type=float, default=8.0)
-    parser.add_argument("--max-requests", type=int, default=8000)
+    parser.add_argument("--servers", default="torchserve,triton")
+    parser.add_argument("--paths", default="", help="row labels to run (default: all)")
+    parser.add_argument("--candidates", default="front",
+                        help="front (serve's own), aiohttp, aiohttp-uvloop, fast, go")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", default="1,8")
+    parser.add_argument("--requests", type=int, default=8000)
+    parser.add_argument("--duration", type=float, default=6.0)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--image", action="append", default=[], help="SERVER=IMAGE")
+    parser.add_argument("--heavy", action="store_true", help="the heavy model's rows too")
+    parser.add_argument("--site", default="", help="a folder of wheels' packages for the "
+                        "candidates and the client (uvloop, httptools), mounted on PYTHONPATH")
+    parser.add_argument("--out", default="")
     args = parser.parse_args()
-    sample = samples.digits()[3]
-    v2 = loadgen.Payload("application/json", kserve_payload_request(sample))
-    ctype, body = samples.request_bodies(sample)["json"]
-    instances = loadgen.Payload(ctype, body)
-    rows = [("KServe v2 JSON, native (BYOC_TRITON_FRONT=off)", {"BYOC_TRITON_FRONT": "off"}, v2),
-            ("KServe v2 JSON, through the front", {}, v2),
-            ('{"instances"} JSON, through the front', {}, instances)]
-    print(f"{args.image}; {os.cpu_count()} cores shared by client and server; "
-          f"{args.duration:.0f} s or {args.max_requests} requests per cell\n")
-    print("| path | concurrency | p50 ms | p99 ms | req/s | errors | client cores |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, env, payload in rows:
-        for concurrency in (1, 8):
-            r = measure(args.image, env, payload, concurrency, args.duration, args.max_requests)
-            print(f"| {name} | {concurrency} | {r.percentile_ms(50):.2f} | "
-                  f"{r.percentile_ms(99):.2f} | {r.throughput:.0f} | {r.errors} | "
-                  f"{r.client_cores:.2f} |", flush=True)
+    args.candidates = args.candidates.split(",")
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.image = dict(item.split("=", 1) for item in args.image)
+    facts = machine_facts()
+    print(json.dumps(facts))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="byoc-front-bench-") as tmp:
+        data = Path(tmp)
+        os.chmod(data, 0o755)
+        front_rows.write_bodies(data)
+        if "go" in args.candidates:
+            build_go(data)
+        for setup in front_rows.setups(args.servers.split(","), heavy=args.heavy):
+            if args.paths and setup.label not in args.paths.split(","):
+                continue
+            rows += measure_setup(setup, args, data)
+    summary = front_rows.summarise(rows)
+    print("\n" + summary)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"facts": facts, "facts_after": machine_facts(),
+                                              "argv": sys.argv, "rows": rows}, indent=1))
     return 0
 
 
