@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..deploy.options import DEFAULT_WAIT_S, DeployOptions, UndeployOptions
+from ..deploy.options import DEFAULT_WAIT_S, RECORD_DIR, DeployOptions, UndeployOptions
 from ..errors import UsageError
 
 
@@ -79,6 +79,8 @@ def add_deploy_commands(sub) -> None:
                    help=argparse.SUPPRESS)
     p.add_argument("--summary", metavar="FILE",
                    help="append the answers as Markdown (e.g. $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--record-dir", default=str(RECORD_DIR), metavar="DIR",
+                   help="where what deploy created is recorded (default build/deployed)")
     p.set_defaults(command="deploy")
 
     p = sub.add_parser("undeploy", help="remove what deploy created for an endpoint",
@@ -90,6 +92,8 @@ def add_deploy_commands(sub) -> None:
     p.add_argument("--profile")
     p.add_argument("--wait", dest="wait_s", type=float, default=1800.0, metavar="S")
     p.add_argument("--poll", dest="poll_s", type=float, default=10.0, help=argparse.SUPPRESS)
+    p.add_argument("--record-dir", default=str(RECORD_DIR), metavar="DIR",
+                   help="where deploy recorded what it created (default build/deployed)")
     p.set_defaults(command="undeploy")
 
 
@@ -113,12 +117,14 @@ def deploy_options(args: argparse.Namespace) -> DeployOptions:
         termination_wait_s=args.termination_wait_s,
         samples=Path(args.samples) if args.samples else None, invoke=not args.no_invoke,
         wait_s=args.wait_s, poll_s=args.poll_s,
-        summary=Path(args.summary) if args.summary else None)
+        summary=Path(args.summary) if args.summary else None,
+        record_dir=Path(args.record_dir))
 
 
 def undeploy_options(args: argparse.Namespace) -> UndeployOptions:
     return UndeployOptions(endpoint=args.endpoint, region=args.region, profile=args.profile,
-                           wait_s=args.wait_s, poll_s=args.poll_s)
+                           wait_s=args.wait_s, poll_s=args.poll_s,
+                           record_dir=Path(args.record_dir))
 
 
 def deploy_command(args: argparse.Namespace, console) -> int:
