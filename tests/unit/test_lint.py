@@ -166,3 +166,34 @@ def test_lint_script_fails_on_findings_and_says_how_to_install_a_missing_linter(
     err = capsys.readouterr().err
     assert "actionlint not found" in err and "requirements-tools.lock" in err
     assert lint.main(["nope"]) == 2
+
+
+def test_hadolint_clean_on_the_template_branches_only_user_models_reach(tmp_path):
+    """The shipped images do not reach every branch: a .mar served as it is, a .mar hosted
+    on Triton, archiver inputs built for Triton (with requirements)."""
+    need("hadolint")
+    from archiving import make_mar
+
+    from byoc import render
+    from byoc.model import describe
+
+    handler = "def handle(data, context):\n    return [] if data is None else data\n"
+    mar = make_mar(tmp_path / "mars", "user", "h.py", {"h.py": handler, "r.txt": "regex\n"},
+                   function="handle", requirements="r.txt")
+    (tmp_path / "h.py").write_text(handler)
+    (tmp_path / "r.txt").write_text("regex\n")
+    models = {
+        "mar": describe.from_options(describe.ModelOptions(mar=str(mar)), tmp_path, None),
+        "inputs": describe.parse({"torchserve": {"handler": "h.py"}, "requirements": ["r.txt"]},
+                                 "u.yaml", tmp_path, "u"),
+    }
+    specs = config.load()
+    files = []
+    for model_name, model in models.items():
+        for image in ("torchserve-cpu", "triton-cpu", "triton-gpu"):
+            out = render.render_context(specs[image], model, tmp_path / f"{model_name}-{image}")
+            files.append(out.dockerfile.rename(tmp_path / f"{model_name}-{image}.Dockerfile"))
+    text = "".join(f.read_text() for f in files)
+    assert "zipfile -e" in text and "--requirements-file" in text  # the branches are there
+    findings = lint.hadolint(files)
+    assert not findings, "hadolint findings:\n" + report(findings)
