@@ -38,6 +38,12 @@ _ENV_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 IMAGE_RANGES = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": (1, 3600),
                 "SAGEMAKER_MAX_PAYLOAD_IN_MB": (1, 1024),
                 "SAGEMAKER_MODEL_SERVER_WORKERS": (1, 64)}
+# Measured with the byoc Triton image under Docker's 64 MB /dev/shm (SageMaker's size): the
+# request tensor goes through the Python backend's shared memory, so ~45 MB passes and 60 MB
+# fails with 500 "Failed to increase the shared memory pool size" (docs/deploy.md).
+TRITON_ASYNC_WARNING = ("warning: Triton's Python backend carries each request through "
+                        "/dev/shm (64 MB on SageMaker): async requests over about 45 MB fail "
+                        "with 500, not 413, until the runtime caps them (docs/deploy.md)")
 ASYNC_ENV = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": str(limits.ASYNC_MAX_RUN_S),
              "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(limits.ASYNC_MAX_PAYLOAD_MB)}
 
@@ -277,5 +283,7 @@ def make(options: DeployOptions, image: DeployImage, model_data_url: str | None,
         notes.append(f"async: answers to {out}; the image's limits raised for async (C29): "
                      + ", ".join(f"{k}={v}" for k, v in ASYNC_ENV.items()
                                  if env.get(k) == v))
+        if image.flavor == "triton":
+            notes.append(TRITON_ASYNC_WARNING)
     return Plan(options.kind, options.endpoint, model_name, config_name, image.uri,
                 model_data_url, env, variant, async_config, tuple(notes))

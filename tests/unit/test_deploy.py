@@ -216,6 +216,15 @@ def test_c29_an_explicit_limit_wins_but_must_be_one_the_image_accepts(aws, optio
     assert created(aws)["models"] == []
 
 
+def test_c29_async_triton_is_warned_about_its_shared_memory_limit(aws, options):
+    labels = {**CPU_LABELS, "dev.byoc.flavor": "triton"}
+    async_options = dataclasses.replace(options, asynchronous=True, output="s3://a/b")
+    the_plan = plan.make(async_options, make_image(labels), None, 0, region=REGION)
+    assert plan.TRITON_ASYNC_WARNING in the_plan.notes
+    the_plan = plan.make(async_options, make_image(), None, 0, region=REGION)
+    assert plan.TRITON_ASYNC_WARNING not in the_plan.notes
+
+
 def test_wrong_answers_fail_the_deploy_and_leave_the_endpoint_for_undeploy(aws, options):
     queue_answers(aws, [(json.dumps({"predictions": [{"label": 5}]}), "application/json")] * 2)
     with pytest.raises(ByocError, match="answered 1 of 2 samples wrongly") as caught:
