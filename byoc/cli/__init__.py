@@ -16,6 +16,7 @@ from .. import builder, compat, push, verify
 from ..console import Console
 from ..errors import ByocError, ExitStatus, UsageError
 from . import options as opt
+from .deploy_parser import deploy_command, undeploy_command
 from .parser import make_parser
 
 
@@ -112,7 +113,8 @@ def compare_command(args: argparse.Namespace, console: Console) -> int:
 
 COMMANDS = {"build": build_command, "render": render_command, "verify": verify_command,
             "package-model": package_model_command, "push": push_command,
-            "check": check_command, "compare": compare_command}
+            "check": check_command, "compare": compare_command,
+            "deploy": deploy_command, "undeploy": undeploy_command}
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

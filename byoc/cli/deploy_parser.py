@@ -99,7 +99,8 @@ def add_deploy_commands(sub) -> None:
 
 def deploy_options(args: argparse.Namespace) -> DeployOptions:
     if args.serverless and args.asynchronous:
-        raise UsageError("--serverless and --async: an endpoint is one or the other")
+        raise UsageError("--serverless and --async: an endpoint is one or the other",
+                         "drop one of them")
     if not args.serverless and (args.memory_mb is not None or args.max_concurrency is not None):
         raise UsageError("--memory and --max-concurrency are for --serverless endpoints",
                          "add --serverless, or drop them")

@@ -9,6 +9,7 @@ import argparse
 
 from .. import config
 from ..errors import UsageError
+from .deploy_parser import add_deploy_commands
 
 DEFAULT_STARTUP_BUDGET_S = 240  # SageMaker's historic health-check budget (C05)
 DEFAULT_PUSH_TIMEOUT_S = 3600
@@ -231,4 +232,5 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(command="check")
 
     _compare_command(sub)
+    add_deploy_commands(sub)
     return parser

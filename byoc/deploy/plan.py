@@ -92,14 +92,15 @@ def environment(options: DeployOptions) -> dict:
     env.update(dict(options.env))
     if len(env) > limits.MAX_ENV_VARS:
         raise UsageError(f"{len(env)} environment variables; SageMaker allows "
-                         f"{limits.MAX_ENV_VARS} (C14)")
+                         f"{limits.MAX_ENV_VARS} (C14)", "bake the constant ones into the image")
     for key, value in env.items():
         if not _ENV_KEY.fullmatch(key) or len(key.encode()) > limits.MAX_ENV_BYTES:
             raise UsageError(f"--env {key}: not a valid variable name (C14)",
                              "[a-zA-Z_][a-zA-Z0-9_]*, at most 1024 bytes")
         if len(value.encode()) > limits.MAX_ENV_BYTES:
             raise UsageError(f"--env {key}: the value is {len(value.encode())} bytes; "
-                             f"SageMaker allows {limits.MAX_ENV_BYTES} (C14)")
+                             f"SageMaker allows {limits.MAX_ENV_BYTES} (C14)",
+                             "put large settings in the model archive instead")
         if key in IMAGE_RANGES:
             low, high = IMAGE_RANGES[key]
             if not value.isdigit() or not low <= int(value) <= high:
@@ -151,7 +152,8 @@ def startup_timeout(image: DeployImage, override: int | None) -> tuple[int, str]
     low, high = limits.STARTUP_TIMEOUT_RANGE
     if override is not None:
         if not low <= override <= high:
-            raise UsageError(f"--startup-timeout {override}: SageMaker allows {low}-{high} s")
+            raise UsageError(f"--startup-timeout {override}: SageMaker allows {low}-{high} s",
+                             "or leave it out: the measured cold start x2 + 60 s")
         return override, (f"ContainerStartupHealthCheckTimeoutInSeconds {override} "
                           "(--startup-timeout)")
     if image.ready_s is None:
@@ -196,12 +198,14 @@ def check_options(options: DeployOptions) -> None:
         raise UsageError("deploy needs --instance-type TYPE (or --serverless)",
                          "for example --instance-type ml.c5.xlarge")
     elif options.count < 1:
-        raise UsageError(f"--count {options.count}: at least one instance")
+        raise UsageError(f"--count {options.count}: at least one instance",
+                         "--count 1, or more for more capacity")
     if options.asynchronous and not (options.output or "").startswith("s3://"):
         raise UsageError("--async needs --output s3://BUCKET/PREFIX/ for the answers",
                          "name a bucket in the endpoint's region")
     if not 0 <= options.termination_wait_s <= 3600:
-        raise UsageError(f"--termination-wait {options.termination_wait_s}: 0-3600 s")
+        raise UsageError(f"--termination-wait {options.termination_wait_s}: 0-3600 s",
+                         "the default is 120")
 
 
 def check_registry(image: DeployImage) -> None:

@@ -16,7 +16,8 @@ CREATED_BY = "byoc"
 
 def parse(url: str, what: str = "--model-data") -> tuple[str, str]:
     if not url.startswith("s3://") or "/" not in url[5:]:
-        raise UsageError(f"{what} {url}: not an s3://BUCKET/KEY URL")
+        raise UsageError(f"{what} {url}: not an s3://BUCKET/KEY URL",
+                         "for example s3://my-bucket/models/model.tar.gz")
     bucket, key = url[5:].split("/", 1)
     return bucket, key
 
