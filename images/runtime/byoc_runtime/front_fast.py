@@ -11,8 +11,8 @@ unreachable, the adapter's ClientFault as its 4xx, the answer's Content-Type (la
 when it has none), 406 when Accept refuses it, custom attributes echoed only when the
 model set them, every error as {"error", "status"} JSON, /ping never logged at INFO.
 
-The adapter describes the upstream request (Backend.upstream) instead of making it, so
-the front owns the connection, the bytes and the deadline."""
+The adapter describes the upstream request (Backend.upstream, front.Upstream) instead of
+making it, so the front owns the connection, the bytes and the deadline."""
 
 from __future__ import annotations
 
@@ -48,16 +48,23 @@ def json_error(status: int, message: str, **extra) -> Response:
 
 
 class FastFront:
-    def __init__(self, settings: Settings, backend, upstream_of=None, address=None):
+    def __init__(self, settings: Settings, backend):
         self.settings = settings
         self.backend = backend
-        # upstream_of(backend, body, content_type, headers) -> Upstream, and the server's
-        # (host, port): the adapter's own unless given (tests, the bench's side-by-side runs).
-        self.upstream_of = upstream_of or type(backend).upstream
-        host, port = address or backend.address
-        self.pool = Pool(host, port)
+        self.pool = Pool(*backend.address)
         self.session: ClientSession | None = None  # for ready(): /ping is not the hot path
-        self.server = Server(self.handle, self.early, settings.max_payload_bytes,
+        # SAGEMAKER_MAX_PAYLOAD_IN_MB, unless the server behind takes less (Triton's HTTP
+        # endpoint caps a request at 64 MiB): then 413 here, saying why (C09, C29).
+        cap = getattr(backend, "max_request_bytes", None) or settings.max_payload_bytes
+        self.max_payload_bytes = min(settings.max_payload_bytes, cap)
+        self.payload_limit_source = "SAGEMAKER_MAX_PAYLOAD_IN_MB" if \
+            self.max_payload_bytes == settings.max_payload_bytes else \
+            f"{backend.name}'s own request limit"
+        if self.max_payload_bytes < settings.max_payload_bytes:
+            log.warning("SAGEMAKER_MAX_PAYLOAD_IN_MB asks for %d bytes; %s takes at most %d: "
+                        "larger requests get 413", settings.max_payload_bytes, backend.name,
+                        self.max_payload_bytes)
+        self.server = Server(self.handle, self.early, self.max_payload_bytes,
                              self.bad_request, self.too_large)
         self._ping_at = 0.0
         self._ping_state: tuple[bool, str] = (False, "starting")
@@ -99,8 +106,8 @@ class FastFront:
 
     def too_large(self, _request: Request) -> Response:
         return json_error(413, f"request body is larger than the "
-                          f"{self.settings.max_payload_bytes} bytes this endpoint accepts "
-                          "(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+                          f"{self.max_payload_bytes} bytes this endpoint accepts "
+                          f"({self.payload_limit_source})")
 
     def early(self, request: Request) -> Response | None:
         """Refusals that need no body (415, then 413 on Content-Length), answered as soon as
@@ -111,9 +118,9 @@ class FastFront:
         if refused is not None:
             return refused
         length = request.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.settings.max_payload_bytes:
+        if length.isdigit() and int(length) > self.max_payload_bytes:
             return json_error(413, f"request body of {length} bytes is larger than "
-                              f"{self.settings.max_payload_bytes} (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+                              f"{self.max_payload_bytes} ({self.payload_limit_source})")
         return None
 
     def _unsupported(self, request: Request) -> Response | None:
@@ -163,7 +170,7 @@ class FastFront:
                      media_type(content_type))
         loop = asyncio.get_running_loop()
         try:
-            call = self.upstream_of(self.backend, body, content_type, forwarded_headers(headers))
+            call = self.backend.upstream(body, content_type, forwarded_headers(headers))
             status, answer_headers, raw = await self.pool.request(
                 "POST", call.path, call.headers, call.body, loop.time() + settings.timeout_s)
             reply = call.answer(status, answer_headers, raw)

@@ -1,9 +1,9 @@
 """`serve`: what SageMaker runs (`docker run IMAGE serve`).
 
-Starts the model server in its own process group, runs the front on the public
-port, and ties their lives together: when the server dies the container exits
-non-zero so SageMaker replaces it (C06); on SIGTERM both stop within the 30 s
-SageMaker allows and the container exits 0 (C02)."""
+Starts the model server in its own process group, runs the front (front_fast: uvloop and
+httptools) on the public port, and ties their lives together: when the server dies the
+container exits non-zero so SageMaker replaces it (C06); on SIGTERM both stop within the
+30 s SageMaker allows and the container exits 0 (C02)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import subprocess
 import sys
 import time
 
-from aiohttp import web
+import uvloop
 
 from . import settings as settings_mod
 from .cuda_compat import apply_forward_compat
-from .front import Front
+from .front_fast import FastFront
 from .placement import write_state
 
 log = logging.getLogger("byoc.serve")
@@ -76,11 +76,8 @@ async def supervise(flavor: str) -> int:
         os.execvpe(argv[0], argv, env)
     proc = subprocess.Popen(argv, env=env, start_new_session=True)
 
-    front = Front(settings, backend)
-    runner = web.AppRunner(front.app(), access_log=None, shutdown_timeout=FRONT_DRAIN_S)
-    await runner.setup()
-    site = web.TCPSite(runner, "0.0.0.0", settings.port, reuse_address=True)
-    await site.start()
+    front = FastFront(settings, backend)
+    await front.start("0.0.0.0", settings.port)
     log.info("front listening on 0.0.0.0:%d (%.2f s after start)", settings.port,
              time.monotonic() - started)
 
@@ -98,11 +95,11 @@ async def supervise(flavor: str) -> int:
         code = proc.returncode
         log.error("%s exited with code %s; stopping the container so SageMaker replaces it",
                   backend.name, code)
-        await runner.cleanup()
+        await front.stop(0)
         return code if code else 1
 
     log.info("SIGTERM: draining requests and stopping %s", backend.name)
-    await runner.cleanup()  # stops accepting, lets in-flight requests finish
+    await front.stop(FRONT_DRAIN_S)  # stops accepting, lets in-flight requests finish
     code = await loop.run_in_executor(None, _stop_process_group, proc, STOP_GRACE_S)
     log.info("%s stopped (code %s) %.1f s after SIGTERM", backend.name, code,
              time.monotonic() - started)
@@ -120,7 +117,7 @@ def main() -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # no per-/ping lines (C16)
     try:
-        return asyncio.run(supervise(flavor))
+        return uvloop.run(supervise(flavor))
     except settings_mod.SettingsError as exc:
         log.error("%s", exc)
         return 2

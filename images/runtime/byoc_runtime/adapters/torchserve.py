@@ -19,7 +19,7 @@ from aiohttp import ClientSession
 from multidict import CIMultiDict
 
 from ..check_model import check_archive
-from ..front import Reply, error_reply
+from ..front import Reply, Upstream, error_reply, invoke
 from ..settings import Settings
 
 MODEL_DIR = Path("/opt/ml/model")  # where SageMaker extracts ModelDataUrl
@@ -109,8 +109,9 @@ class Backend:
          self.grpc_inference_port, self.grpc_management_port) = settings.internal_ports(5)
         self.batch_size = int(env.get("BYOC_BATCH_SIZE", "1"))
         self.max_batch_delay_ms = int(env.get("BYOC_MAX_BATCH_DELAY_MS", "5"))
-        self.predict_url = (f"http://127.0.0.1:{self.inference_port}/predictions/"
-                            f"{self.model}")
+        self.address = ("127.0.0.1", self.inference_port)
+        self.predict_path = f"/predictions/{self.model}"
+        self.predict_url = f"http://127.0.0.1:{self.inference_port}{self.predict_path}"
         self.describe_url = (f"http://127.0.0.1:{self.management_port}/models/"
                              f"{self.model}")
 
@@ -205,13 +206,20 @@ class Backend:
             return True, "ready"
         return False, f"no READY worker for {self.model} ({', '.join(states) or 'none'})"
 
+    def upstream(self, body: bytes, content_type: str, headers: dict[str, str]) -> Upstream:
+        """The request for TorchServe's inference API; the front sends it (front_fast)."""
+        return Upstream(self.predict_path, {**headers, "Content-Type": content_type}, body,
+                        _answer)
+
     async def invoke(self, session: ClientSession, body: bytes, content_type: str,
                      headers: dict[str, str]) -> Reply:
-        async with session.post(self.predict_url, data=body,
-                                headers={**headers, "Content-Type": content_type}) as response:
-            raw = await response.read()
-            if response.status >= 400:
-                return error_reply(response.status, raw)
-            # No Content-Type unless the handler set one: the front labels it (label_untyped).
-            return Reply(response.status, raw, response.headers.get("Content-Type", ""),
-                         CIMultiDict(response.headers))
+        """The same request over an aiohttp session (tests and tools)."""
+        return await invoke(self, session, body, content_type, headers)
+
+
+def _answer(status: int, headers, raw: bytes) -> Reply:
+    if status >= 400:
+        return error_reply(status, raw)
+    # No Content-Type unless the handler set one: the front labels it (label_untyped).
+    headers = headers if isinstance(headers, CIMultiDict) else CIMultiDict(headers)
+    return Reply(status, raw, headers.get("Content-Type", ""), headers)

@@ -37,7 +37,7 @@ from pathlib import Path
 from aiohttp import ClientSession
 from multidict import CIMultiDict
 
-from ..front import ClientFault, Reply, error_reply, media_type
+from ..front import ClientFault, Reply, Upstream, error_reply, invoke, media_type
 from ..settings import Settings, SettingsError
 from .triton_repository import (  # noqa: F401  (check_model: the build-time check)
     BAKED_REPOSITORY,
@@ -154,7 +154,9 @@ class Backend:
         self.admin_key = secrets.token_hex(16)
         self.secrets = (self.admin_key,)
         base = f"http://127.0.0.1:{self.http_port}"
-        self.infer_url = f"{base}/v2/models/{self.model}/{self.inference_type}"
+        self.address = ("127.0.0.1", self.http_port)
+        self.infer_path = f"/v2/models/{self.model}/{self.inference_type}"
+        self.infer_url = f"{base}{self.infer_path}"
         self.config_url = f"{base}/v2/models/{self.model}/config"
         self.ready_url = (f"{base}/v2/models/{self.model}/ready" if self.ping_mode == "ready"
                           else f"{base}/v2/health/live")
@@ -259,34 +261,29 @@ class Backend:
             return tuple(dict.fromkeys((*declared, *KSERVE_TYPES))) if declared else None
         return KSERVE_TYPES
 
-    async def invoke(self, session: ClientSession, body: bytes, content_type: str,
-                     headers: dict[str, str]) -> Reply:
+    def upstream(self, body: bytes, content_type: str, headers: dict[str, str]) -> Upstream:
+        """The request for the default model; the front sends it (front_fast). KServe v2
+        JSON and binary tensors go as they are; other bodies as the PAYLOAD tensor."""
         kind = media_type(content_type)
         if kind == BINARY_JSON:
-            header_size = _json_header_size(content_type)
-            return await self._native(session, body, {"Inference-Header-Content-Length":
-                                                      str(header_size)})
+            size = _json_header_size(content_type)
+            return Upstream(self.infer_path, {"Inference-Header-Content-Length": str(size)},
+                            body, _native_answer)
         if kind == "application/json" and _is_kserve_v2(body):
-            return await self._native(session, body, {"Content-Type": "application/json"})
+            return Upstream(self.infer_path, {"Content-Type": "application/json"}, body,
+                            _native_answer)
         if not self.raw_body:
             raise ClientFault(f"{self.model} takes KServe v2 requests only (its config has no "
                               f"{RAW_INPUT} input for raw bodies)", status=415,
                               supported=list(KSERVE_TYPES))
-        return await self._payload(session, body, content_type, headers)
+        return self._payload(body, content_type, headers)
 
-    async def _native(self, session: ClientSession, body: bytes, headers: dict) -> Reply:
-        """KServe v2 JSON or binary tensors: to Triton as they are, answers as Triton's."""
-        async with session.post(self.infer_url, data=body, headers=headers) as response:
-            raw = await response.read()
-            if response.status >= 400:
-                return error_reply(response.status, raw)
-            header_size = response.headers.get("Inference-Header-Content-Length")
-            if header_size is not None:
-                return Reply(200, raw, f"{BINARY_JSON};json-header-size={header_size}")
-            return Reply(200, raw, "application/json")
+    async def invoke(self, session: ClientSession, body: bytes, content_type: str,
+                     headers: dict[str, str]) -> Reply:
+        """The same request over an aiohttp session (tests and tools)."""
+        return await invoke(self, session, body, content_type, headers)
 
-    async def _payload(self, session: ClientSession, body: bytes, content_type: str,
-                       headers: dict[str, str]) -> Reply:
+    def _payload(self, body: bytes, content_type: str, headers: dict[str, str]) -> Upstream:
         """A raw body as the model's PAYLOAD tensor, in Triton's binary tensor extension (no
         base64, no copy into JSON); the answer is the RESPONSE tensor's bytes."""
         declared_in, declared_out = self._tensors("input"), self._tensors("output")
@@ -303,21 +300,33 @@ class Backend:
             "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in wanted],
         }).encode()
         data = b"".join([header] + [struct.pack("<I", len(values[n])) + values[n] for n in sent])
-        async with session.post(self.infer_url, data=data, headers={
-                "Inference-Header-Content-Length": str(len(header)),
-                "Content-Type": "application/octet-stream"}) as response:
-            raw = await response.read()
-            if response.status >= 400:
-                return error_reply(response.status, raw)
-            header_size = int(response.headers["Inference-Header-Content-Length"])
-        outputs = binary_outputs(raw, header_size)
-        status = int(outputs.get("STATUS", 200))
-        answer = outputs.get(RAW_OUTPUT, b"")
-        if status >= 400:
-            return error_reply(status, answer)
-        extra = json.loads(outputs.get(RAW_HEADERS_OUT) or b"{}")
-        return Reply(status, answer, outputs.get("RESPONSE_CONTENT_TYPE", b"").decode(),
-                     CIMultiDict({str(k): str(v) for k, v in extra.items()}))
+        return Upstream(self.infer_path, {"Inference-Header-Content-Length": str(len(header)),
+                                          "Content-Type": "application/octet-stream"},
+                        data, _payload_answer)
+
+
+def _native_answer(status: int, headers, raw: bytes) -> Reply:
+    """KServe v2 JSON or binary tensors back as Triton sent them."""
+    if status >= 400:
+        return error_reply(status, raw)
+    header_size = headers.get("Inference-Header-Content-Length")
+    if header_size is not None:
+        return Reply(200, raw, f"{BINARY_JSON};json-header-size={header_size}")
+    return Reply(200, raw, "application/json")
+
+
+def _payload_answer(status: int, headers, raw: bytes) -> Reply:
+    """The raw-body convention's outputs: RESPONSE, its type, headers and STATUS."""
+    if status >= 400:
+        return error_reply(status, raw)
+    outputs = binary_outputs(raw, int(headers["Inference-Header-Content-Length"]))
+    status = int(outputs.get("STATUS", 200))
+    answer = outputs.get(RAW_OUTPUT, b"")
+    if status >= 400:
+        return error_reply(status, answer)
+    extra = json.loads(outputs.get(RAW_HEADERS_OUT) or b"{}")
+    return Reply(status, answer, outputs.get("RESPONSE_CONTENT_TYPE", b"").decode(),
+                 CIMultiDict({str(k): str(v) for k, v in extra.items()}))
 
 
 def binary_outputs(raw: bytes, header_size: int) -> dict[str, bytes | int]:
