@@ -9,6 +9,7 @@ cores with what it measures, so the lighter it is the more of the cost it shows)
 
     python front_client.py --port 8080 --path /invocations --body FILE --type application/json \
         --concurrency 8 --requests 20000 --duration 8 --warmup 200 [--header 'Name: value']
+    python front_client.py --port 8080 --method GET --path /ping ...
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ async def _phase(args, request, count, duration):
 
 
 def _request(args) -> bytes:
+    if args.method == "GET":
+        lines = [f"GET {args.path} HTTP/1.1", f"Host: {args.host}:{args.port}", *args.header]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     with open(args.body, "rb") as handle:
         body = handle.read()
     lines = [f"POST {args.path} HTTP/1.1", f"Host: {args.host}:{args.port}",
@@ -134,7 +138,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/invocations")
-    parser.add_argument("--body", required=True)
+    parser.add_argument("--method", default="POST", choices=("POST", "GET"))
+    parser.add_argument("--body", default="")
     parser.add_argument("--type", default="application/json")
     parser.add_argument("--header", action="append", default=[])
     parser.add_argument("--concurrency", type=int, default=1)

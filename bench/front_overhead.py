@@ -8,9 +8,10 @@ For each server one container runs as SageMaker runs it (serve: the server and i
 on 8080). The client (bench/front_client.py: raw keep-alive HTTP/1.1, the image's own
 Python) runs inside the container, so it reaches the loopback-only native APIs: TorchServe's
 inference API (/predictions/NAME) and Triton's HTTP (/v2/models/NAME/infer). Candidate
-fronts (bench/front_candidates/run_front.py, and a Go floor built when `go` is on PATH)
-start beside serve's own on other ports, from this checkout's runtime, against the same
-server. Rounds interleave the targets; each cell is bounded by --requests and --duration.
+fronts (bench/front_candidates/run_front.py: the aiohttp front of before issue 15, from
+git history, on asyncio or uvloop; front_fast from this checkout; and a Go floor built
+when `go` is on PATH) start beside serve's own on other ports, against the same server.
+Rounds interleave the targets; each cell is bounded by --requests and --duration.
 
 Per cell: req/s, p50/p99, and CPU per request of the client, each front and the server
 (host /proc of the container's processes), and the CPU the rest of the machine used
@@ -39,6 +40,7 @@ from byoc import launcher  # noqa: E402
 IMAGES = {"torchserve": "byoc-torchserve:0.1.0-cpu", "triton": "byoc-triton:0.1.0-cpu"}
 CANDIDATE_PORTS = {"aiohttp": 9001, "aiohttp-uvloop": 9002, "go": 9003, "fast": 9004}
 MOUNT = "/opt/bench"
+OLD_RUNTIME = "a223aa0"  # the last runtime whose serve ran the aiohttp front (front.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Target:
     body: str  # file name under the bodies folder
     content_type: str = "application/json"
     proc: str | None = None  # how to find the front's process in `docker top`
+    method: str = "POST"
 
 
 def run_cell(running, target: Target, concurrency: int, args, procs: ContainerProcs) -> dict:
@@ -56,7 +59,7 @@ def run_cell(running, target: Target, concurrency: int, args, procs: ContainerPr
             "--path", target.path, "--body", f"{MOUNT}/data/{target.body}",
             "--type", target.content_type, "--concurrency", str(concurrency),
             "--requests", str(args.requests), "--duration", str(args.duration),
-            "--warmup", str(args.warmup)]
+            "--warmup", str(args.warmup), "--method", target.method]
     cell = Cell(procs, front=target.proc)
     cell.start()
     code, out = running.container.exec_run(argv, environment={"PYTHONPATH": f"{MOUNT}/site"})
@@ -74,26 +77,30 @@ def run_cell(running, target: Target, concurrency: int, args, procs: ContainerPr
     return result
 
 
-def start_candidates(running, candidates: list[str], upstream_url: str, env: dict) -> None:
+def start_candidates(running, candidates: list[str], upstream_url: str, env: dict,
+                     ports: dict[str, int] | None = None) -> None:
     """Each candidate on its port, then one /ping each: the adapter reads the model's
     config when it first finds it ready, as serve's own front did during wait_ready."""
+    ports = ports or CANDIDATE_PORTS
     for kind in candidates:
         if kind == "front":
             continue
-        port = CANDIDATE_PORTS[kind]
+        port = ports[kind]
         if kind == "go":
             argv = [f"{MOUNT}/data/goproxy", "-listen", f"127.0.0.1:{port}",
                     "-upstream", upstream_url]
         else:
             argv = ["python", f"{MOUNT}/bench/front_candidates/run_front.py", kind, str(port)]
+        # The aiohttp fronts run from the runtime of before the switch, the rest from this one.
+        runtime = "old-runtime" if kind.startswith("aiohttp") else "runtime"
         running.container.exec_run(argv, detach=True, environment={
-            "PYTHONPATH": f"{MOUNT}/runtime:{MOUNT}/site", **env})
+            "PYTHONPATH": f"{MOUNT}/data/{runtime}:{MOUNT}/site", **env})
     deadline = time.monotonic() + 30
     for kind in candidates:
         if kind == "front":
             continue
         probe = ["python", "-c", "import urllib.request as u; u.urlopen("
-                 f"'http://127.0.0.1:{CANDIDATE_PORTS[kind]}/ping', timeout=2)"]
+                 f"'http://127.0.0.1:{ports[kind]}/ping', timeout=2)"]
         while running.container.exec_run(probe)[0] != 0:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"candidate {kind} did not start")
@@ -101,8 +108,7 @@ def start_candidates(running, candidates: list[str], upstream_url: str, env: dic
 
 
 def measure_setup(setup: front_rows.Setup, args, data: Path) -> list[dict]:
-    volumes = {str(ROOT / "images" / "runtime"): {"bind": f"{MOUNT}/runtime", "mode": "ro"},
-               str(ROOT / "bench"): {"bind": f"{MOUNT}/bench", "mode": "ro"},
+    volumes = {str(ROOT / "bench"): {"bind": f"{MOUNT}/bench", "mode": "ro"},
                str(data): {"bind": f"{MOUNT}/data", "mode": "ro"}}
     if args.site:
         volumes[str(Path(args.site).resolve())] = {"bind": f"{MOUNT}/site", "mode": "ro"}
@@ -136,6 +142,16 @@ def measure_setup(setup: front_rows.Setup, args, data: Path) -> list[dict]:
     return rows
 
 
+def extract_runtimes(data: Path, old: str) -> None:
+    """This checkout's images/runtime, and the one at commit `old` (the aiohttp front)."""
+    shutil.copytree(ROOT / "images" / "runtime", data / "runtime")
+    (data / "old-runtime").mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", old, "images/runtime"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "--strip-components=2", "-C", str(data / "old-runtime")],
+                   input=archive, check=True)
+
+
 def build_go(data: Path) -> None:
     if not shutil.which("go"):
         print("(go not on PATH: the Go floor is left out)")
@@ -160,6 +176,8 @@ def main() -> int:
     parser.add_argument("--heavy", action="store_true", help="the heavy model's rows too")
     parser.add_argument("--site", default="", help="a folder of wheels' packages for the "
                         "candidates and the client (uvloop, httptools), mounted on PYTHONPATH")
+    parser.add_argument("--old-runtime", default=OLD_RUNTIME,
+                        help="the commit whose images/runtime the aiohttp candidates run")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     args.candidates = args.candidates.split(",")
@@ -172,6 +190,7 @@ def main() -> int:
         data = Path(tmp)
         os.chmod(data, 0o755)
         front_rows.write_bodies(data)
+        extract_runtimes(data, args.old_runtime)
         if "go" in args.candidates:
             build_go(data)
         for setup in front_rows.setups(args.servers.split(","), heavy=args.heavy):

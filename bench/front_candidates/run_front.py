@@ -3,8 +3,10 @@ already started, on another port: bench/front_overhead.py measures them side by 
 
     PYTHONPATH=RUNTIME:SITE python run_front.py KIND PORT
 
-KIND: aiohttp (front.py as serve runs it), aiohttp-uvloop (the same on uvloop), fast
-(front_fast.py: uvloop + httptools). The adapter is built from this process's environment
+KIND: aiohttp (the aiohttp front serve ran before issue 15: RUNTIME is then that commit's
+images/runtime, which bench/front_overhead.py extracts), aiohttp-uvloop (the same on
+uvloop), fast (front_fast.py: uvloop + httptools, from this checkout's runtime). The
+adapter is built from this process's environment
 as serve builds it (SAGEMAKER_TRITON_DEFAULT_MODEL_NAME picks the model the front sends
 to); nothing is started but the front."""
 
@@ -31,14 +33,9 @@ async def aiohttp_front(settings, backend) -> None:
 
 
 async def fast_front(settings, backend) -> None:
-    from byoc_runtime import upstream_draft
     from byoc_runtime.front_fast import FastFront
 
-    if hasattr(backend, "upstream"):  # after the switch: the adapter describes its request
-        front = FastFront(settings, backend)
-    else:
-        upstream_of, address = upstream_draft.for_backend(backend)
-        front = FastFront(settings, backend, upstream_of, address)
+    front = FastFront(settings, backend)
     await front.start("127.0.0.1")
     await asyncio.Event().wait()
 
