@@ -41,6 +41,10 @@ class Payload:
     content_type: str
     body: bytes
     expected: object = None  # handed to the check; None: any 200 is correct
+    headers: tuple[tuple[str, str], ...] = ()  # sent besides Content-Type (Accept ...)
+
+    def request_headers(self) -> dict[str, str]:
+        return {**dict(self.headers), "Content-Type": self.content_type}
 
 
 # check(payload, status, body) -> None when correct, else a short error kind.
@@ -109,8 +113,8 @@ class StepResult:
         return out
 
 
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
+def _round(value: float | None, places: int = 3) -> float | None:
+    return None if value is None else round(value, places)
 
 
 class _Phase:
@@ -143,7 +147,7 @@ async def _worker(session: aiohttp.ClientSession, url: str, payloads: Sequence[P
         t0 = time.perf_counter()
         try:
             async with session.post(url, data=payload.body,
-                                    headers={"Content-Type": payload.content_type}) as response:
+                                    headers=payload.request_headers()) as response:
                 body = await response.read()
                 status = response.status
         except asyncio.TimeoutError:

@@ -28,6 +28,7 @@ class Server:
         self.count = 0
         self.wall_s = 0.0
         self.bodies: list[bytes] = []
+        self.headers: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -39,6 +40,7 @@ class Server:
         try:
             body = await request.read()
             self.bodies.append(body)
+            self.headers.append(dict(request.headers))
             delay = self.slow_s if self.slow_every and n % self.slow_every == 0 else self.delay_s
             if delay:
                 await asyncio.sleep(delay)
@@ -58,7 +60,7 @@ def check_word(payload: Payload, status: int, body: bytes) -> str | None:
     return None if body.decode() == payload.expected else "wrong answer"
 
 
-def run_against(server: Server, **kwargs) -> StepResult:
+def run_against(server: Server, payloads=PAYLOADS, **kwargs) -> StepResult:
     async def main():
         app = web.Application()
         app.router.add_post("/invocations", server.handle)
@@ -70,7 +72,7 @@ def run_against(server: Server, **kwargs) -> StepResult:
         t0 = time.monotonic()
         try:
             return await loadgen.run_step_async(f"http://127.0.0.1:{port}/invocations",
-                                                PAYLOADS, check=check_word, **kwargs)
+                                                payloads, check=check_word, **kwargs)
         finally:
             server.wall_s = time.monotonic() - t0
             await runner.cleanup()
@@ -168,6 +170,19 @@ def test_payloads_go_round_robin():
     result = run_against(server, concurrency=1, duration_s=30, max_requests=10)
     assert result.ok == 10
     assert server.bodies == [PAYLOADS[0].body, PAYLOADS[1].body] * 5
+
+
+def test_each_payload_sends_its_own_headers():
+    server = Server()
+    payloads = [Payload("application/json", b'{"n": 1}', "one",
+                        headers=(("Accept", "application/json"), ("X-Sample", "a"))),
+                PAYLOADS[1]]
+    result = run_against(server, payloads, concurrency=1, duration_s=30, max_requests=4)
+    assert result.ok == 4
+    first, second = server.headers[0], server.headers[1]
+    assert (first["Accept"], first["X-Sample"], first["Content-Type"]) == \
+        ("application/json", "a", "application/json")
+    assert "X-Sample" not in second and second["Content-Type"] == "application/json"
 
 
 def test_percentiles_come_from_all_samples():

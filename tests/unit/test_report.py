@@ -1,19 +1,16 @@
-"""The compare report (byoc.report) and the pure parts of byoc.compare, on a made-up
-measurement: no Docker, no servers."""
+"""The compare report (byoc.report), on a made-up measurement of three servers: no Docker,
+no servers. The summary numbers come from byoc.compare.summary, as in a real run."""
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import zipfile
-from collections import namedtuple
 
-import numpy as np
 import pytest
 
-from byoc import cli, compare, report
-from byoc.loadgen import Payload
+from byoc import report
+from byoc.compare import summary
+
+SERVERS = ("torchserve", "triton-mar", "triton")
 
 
 def step(concurrency: int, rps: float, p50: float, *, errors: int = 0, client: float = 0.2,
@@ -30,86 +27,137 @@ def step(concurrency: int, rps: float, p50: float, *, errors: int = 0, client: f
     return out
 
 
-def server(flavor: str, steps: list[dict]) -> dict:
-    return {"flavor": flavor, "image": f"byoc-{flavor}:0.1.0-cpu", "image_id": "sha256:abc",
-            "server": f"{flavor} 1.0", "settings": {}, "settings_line": f"{flavor} settings",
+def server(name: str, steps: list[dict]) -> dict:
+    return {"server": name, "label": report.name(name),
+            "flavor": "torchserve" if name == "torchserve" else "triton",
+            "image": f"byoc-{name}:0.1.0-cpu", "image_id": "sha256:abc",
+            "server_version": f"{name} 1.0", "model_kind": "mar", "settings": {},
+            "settings_line": f"{name} settings",
             "size": {"uncompressed_bytes": 1_330_000_000, "compressed_bytes": 430_000_000,
                      "layers": 10, "method": "gzip -6 per layer", "seconds": 1.0},
             "first_answer_s": 4.2, "machine_busy_before_cores": 0.05,
             "stop": {"exit_code": 0, "seconds": 0.3}, "steps": steps}
 
 
-def make_doc(gpu: bool = False, **step_kwargs) -> dict:
+def baseline(measured: bool = True) -> dict:
+    if not measured:
+        return {"measured": False, "note": "not measured: no archive"}
     stats = {"n": 1000, "p50_us": 200.0, "p90_us": 250.0, "p99_us": 400.0}
+    return {"measured": True, "archive_origin": "the torchserve image (x)",
+            "same_archive_in_images": True, "device": "cpu", "torch": "2.13.0", "threads": 2,
+            "handler": "text_handler.py", "answers_checked": 6, "wrong_answers": {},
+            "request": stats,
+            "batches": [{**stats, "batch": 1, "per_row_us": 200.0},
+                        {**stats, "batch": 8, "per_row_us": 25.0}],
+            "stages": {"preprocess": stats, "inference": stats, "postprocess": stats}}
+
+
+def make_doc(gpu: bool = False, servers=SERVERS, measured: bool = True, **kw) -> dict:
+    speeds = {"torchserve": ((100, 10.0), (200, 40.0)), "triton-mar": ((150, 7.0), (300, 30.0)),
+              "triton": ((250, 4.0), (700, 11.0))}
     doc = {
-        "schema": 1, "command": "python build.py compare --concurrency 1,8", "seconds": 60,
+        "schema": 2, "command": "python build.py compare --concurrency 1,8", "seconds": 60,
         "date": "2026-01-01T00:00:00+00:00",
         "machine": {"nproc": 2, "cpu_model": "AMD EPYC", "memory_gib": 23.5,
                     "docker": "20.10.24", "kernel": "6.1", "python": "3.11.2",
                     "client": "aiohttp 3.14"},
+        "model": {"name": "text_classifier", "origin": "model.yaml",
+                  "kinds": {s: {"torchserve": "mar", "triton-mar": "torchserve-host",
+                                "triton": "repository"}[s] for s in servers},
+                  "samples_origin": "samples/", "samples": ["a.txt", "b.json", "c.json"],
+                  "left_out": [],
+                  "mix": [{"content_type": "application/json", "samples": 2, "min_bytes": 600,
+                           "max_bytes": 640, "total_bytes": 1240},
+                          {"content_type": "text/plain", "samples": 1, "min_bytes": 630,
+                           "max_bytes": 630, "total_bytes": 630}]},
         "load": {"model": "closed loop", "concurrency": [1, 8], "duration_s": 10,
-                 "max_requests": 20000, "warmup": 100, "timeout_s": 30, "body": "json",
-                 "payloads": [{"content_type": "application/json", "bytes": 400, "label": 0}],
-                 "gpu": gpu},
-        "baseline": {"device": "cpu", "threads": 1, "torch": "2.13.0", "model_sha256": "x",
-                     "decode": stats, "encode": stats, "request": stats,
-                     "model": [{**stats, "batch": 1, "per_row_us": 200.0},
-                               {**stats, "batch": 8, "per_row_us": 25.0}],
-                     "same_weights_in_both_images": True},
-        "servers": [server("torchserve", [step(1, 100, 10.0, gpu=gpu, **step_kwargs),
-                                          step(8, 200, 40.0, gpu=gpu, **step_kwargs)]),
-                    server("triton", [step(1, 250, 4.0, gpu=gpu, **step_kwargs),
-                                      step(8, 700, 11.0, gpu=gpu, **step_kwargs)])],
+                 "max_requests": 20000, "warmup": 100, "timeout_s": 30, "body": "mix",
+                 "payloads": [], "gpu": gpu},
+        "baseline": baseline(measured),
+        "servers": [server(s, [step(c, *speeds[s][i], gpu=gpu, **kw)
+                               for i, c in enumerate((1, 8))]) for s in servers],
     }
-    doc["summary"] = compare.ratio_and_overheads(doc)
+    doc["summary"] = summary.summarize(doc)
     return doc
 
 
-def table_rows(markdown: str, heading: str) -> list[list[str]]:
+def table_rows(markdown: str, heading: str, index: int = 0) -> list[list[str]]:
     section = markdown.split(f"### {heading}\n", 1)[1].split("\n### ", 1)[0]
-    lines = [line for line in section.splitlines() if line.startswith("|")]
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    tables, current = [], []
+    for line in section.splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    if current:
+        tables.append(current)
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in tables[index][2:]]
 
-
-# -- the summary numbers ---------------------------------------------------------------------
-
-def test_ratio_and_overheads():
-    summary = make_doc()["summary"]
-    assert summary["throughput_ratio_triton_over_torchserve"] == {"1": 2.5, "8": 3.5}
-    ts = summary["p50_overhead"]["torchserve"]
-    assert ts["concurrency"] == 1 and ts["in_process_p50_ms"] == 0.2
-    assert ts["overhead_ms"] == pytest.approx(9.8)
-    assert ts["times_in_process"] == 50.0
-    assert summary["p50_overhead"]["triton"]["overhead_ms"] == pytest.approx(3.8)
-
-
-# -- the markdown --------------------------------------------------------------------------------
 
 def test_every_load_column_is_filled():
     text = report.markdown(make_doc())
     rows = table_rows(text, "Load")
-    assert len(rows) == 4
+    assert len(rows) == 6
     for row in rows:
         assert len(row) == 14 and all(cell and cell != "n/a" for cell in row), row
     assert rows[0][:8] == ["TorchServe", "1", "100", "0", "100", "10.00", "20.00", "30.00"]
+    assert [r[0] for r in rows] == ["TorchServe"] * 2 + ["Triton (.mar)"] * 2 + \
+        ["Triton (repository)"] * 2
     # other CPU: machine 1.2 - server 0.7 - client 0.2 - docker 0.1
     assert rows[0][12] == "0.20"
 
 
-def test_images_baseline_and_summary_sections():
+def test_model_images_and_baseline_sections():
     text = report.markdown(make_doc())
+    assert text.startswith("## text_classifier: TorchServe vs Triton (.mar) vs Triton "
+                           "(repository), CPU")
+    assert "served as TorchServe: mar, Triton (.mar): torchserve-host, Triton (repository): " \
+           "repository" in text
+    mix = table_rows(text, "Model")
+    assert mix == [["application/json", "2", "600-640", "1,240"],
+                   ["text/plain", "1", "630", "630"]]
     images = table_rows(text, "Images")
-    assert images[0][:6] == ["torchserve 1.0", "`byoc-torchserve:0.1.0-cpu`", "1.33 GB",
-                             "0.43 GB", "4.20 s", "0.05 cores"]
-    baseline = table_rows(text, "In-process baseline: the model's own cost")
-    assert [r[0] for r in baseline] == ["decode (json)", "model, batch 1", "model, batch 8",
-                                        "encode",
-                                        "**whole request** (decode + model + encode)"]
-    summary = table_rows(text, "Summary")
-    assert summary == [["1", "100", "250", "2.50"], ["8", "200", "700", "3.50"]]
+    assert images[0][:6] == ["TorchServe, torchserve 1.0", "`byoc-torchserve:0.1.0-cpu`",
+                             "1.33 GB", "0.43 GB", "4.20 s", "0.05 cores"]
+    assert all(all(cell and cell != "n/a" for cell in row) for row in images)
+    rows = table_rows(text, "In-process baseline: the model's own cost")
+    assert [r[0] for r in rows] == [
+        "preprocess (decode), alone", "inference (model), alone",
+        "postprocess (encode), alone", "handler, batch 1", "handler, batch 8",
+        "**whole request** (framing + handle + answer frame)"]
+    assert rows[4][4] == "25.0" and all(all(cell for cell in row) for row in rows)
+    assert "2 torch threads" in text and "6 of 6 sample answers correct" in text
+
+
+def test_summary_ratios_side_by_side_and_overhead_per_concurrency():
+    text = report.markdown(make_doc())
+    ratios = table_rows(text, "Summary", 0)
+    assert ratios == [["1", "100", "150", "250", "1.50", "2.50"],
+                      ["8", "200", "300", "700", "1.50", "3.50"]]
+    overheads = table_rows(text, "Summary", 1)
+    assert len(overheads) == 6
+    assert overheads[0] == ["TorchServe", "1", "10.00", "0.200", "9.80", "50.0"]
+    assert overheads[1][:2] == ["TorchServe", "8"]
     assert "**9.80 ms of serving overhead**" in text
     assert "`python build.py compare --concurrency 1,8`" in text
-    assert "closed loop" in text
+
+
+def test_summary_numbers():
+    s = make_doc()["summary"]
+    assert s["throughput_ratio_over_torchserve"] == {"triton-mar": {"1": 1.5, "8": 1.5},
+                                                     "triton": {"1": 2.5, "8": 3.5}}
+    o = s["p50_overhead"]["triton"]["8"]
+    assert o["overhead_ms"] == pytest.approx(10.8) and o["times_in_process"] == 55.0
+
+
+def test_baseline_not_measured_is_said_never_a_number():
+    doc = make_doc(measured=False, servers=("triton",))
+    text = report.markdown(doc)
+    assert doc["summary"] == {"throughput_ratio_over_torchserve": {}, "p50_overhead": {}}
+    assert "Not measured: no archive. The overheads below are therefore not measured" in text
+    assert "Overhead over the in-process call: not measured" in text
+    assert "in process, p50" not in text
 
 
 def test_gpu_columns_only_with_gpu():
@@ -130,158 +178,16 @@ def test_errors_and_saturation_are_called_out():
     assert report.saturation({"client_cores": 0.3, "machine_cpu_cores": 1.0}, 2) == "no"
 
 
-# -- the files -------------------------------------------------------------------------------------
-
-def test_json_keeps_raw_latencies_on_one_line(tmp_path):
+def test_json_keeps_raw_latencies_on_one_line():
     doc = make_doc()
     text = report.to_json(doc)
     assert json.loads(text) == doc
     assert '"latency_us": [10000,10000,10000,10000,10000]' in text
 
 
-def test_write_all_three_files(tmp_path):
+@pytest.mark.parametrize("measured", [True, False])
+def test_write_all_three_files(tmp_path, measured):
     pytest.importorskip("matplotlib")
-    written = report.write(make_doc(), tmp_path / "out")
+    written = report.write(make_doc(measured=measured), tmp_path / "out")
     assert [p.name for p in written] == ["compare.md", "compare.json", "compare.png"]
     assert (tmp_path / "out" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-# -- compare's pure parts ----------------------------------------------------------------------
-
-def test_parser_defaults_and_bounds():
-    args = cli.parse(["compare"])
-    assert args.concurrency == [1, 8, 32] and args.duration == 10 and args.body == "json"
-    assert args.max_requests == 20000 and not args.no_build
-    assert cli.parse(["compare", "--concurrency", "32,1,8,8"]).concurrency == [1, 8, 32]
-    assert compare.command_line(args) == ("python build.py compare --concurrency 1,8,32 "
-                                          "--duration 10 --max-requests 20000 --warmup 100 "
-                                          "--body json")
-    from byoc.errors import UsageError
-
-    with pytest.raises(UsageError):
-        cli.parse(["compare", "--concurrency", "0,8"])
-    with pytest.raises(UsageError):
-        compare._check_args(cli.parse(["compare", "--duration", "0"]))
-
-
-def test_payloads_are_the_verify_samples():
-    bodies = compare.payloads("json")
-    assert len(bodies) == 10 and {p.content_type for p in bodies} == {"application/json"}
-    assert sorted(p.expected for p in bodies) == list(range(10))
-    mixed = compare.payloads("mix")
-    assert len(mixed) == 40 and len({p.content_type for p in mixed}) == 4
-
-
-def test_check_prediction():
-    p = Payload("application/json", b"{}", 7)
-    assert compare.check_prediction(p, 200, b'{"predictions":[{"label":7}]}') is None
-    assert compare.check_prediction(p, 200, b'{"predictions":[{"label":1}]}') == "wrong answer"
-    assert compare.check_prediction(p, 200, b"nope") == "malformed answer"
-    assert compare.check_prediction(p, 503, b"") == "status 503"
-
-
-def test_settings_from_the_image():
-    env = {"BYOC_DEFAULT_WORKERS": "2", "BYOC_BATCH_SIZE": "8", "BYOC_MAX_BATCH_DELAY_MS": "3"}
-    ts = compare.torchserve_settings(env)
-    assert ts == {"workers": 2, "batch_size": 8, "max_batch_delay_ms": 3}
-    assert compare.settings_line("torchserve", ts) == \
-        "workers 2, batch_size 8, max_batch_delay 3 ms"
-    files = {"digits_classifier/config.pbtxt": b"""name: "digits_classifier"
-max_batch_size: 32768
-dynamic_batching {
-  max_queue_delay_microseconds: 1000
-}
-instance_group [ { count: 2 kind: KIND_CPU } ]""",
-             "digits/config.pbtxt": b'platform: "ensemble"\nmax_batch_size: 0\n',
-             "digits_classifier/1/digits.pt": b"model"}
-    tr = compare.triton_settings(files)
-    assert tr["digits_classifier"] == {"max_batch_size": 32768, "max_queue_delay_us": 1000,
-                                       "instances": 2, "dynamic_batching": True}
-    assert tr["digits"] == {"max_batch_size": 0, "dynamic_batching": False}
-    line = compare.settings_line("triton", tr)
-    assert "digits_classifier: 2 instance(s), dynamic batching (max 32768 rows, delay 1000 us)" \
-        in line
-
-
-def test_find_torchscript_in_a_file_or_a_mar():
-    assert compare.find_torchscript({"m/1/digits.pt": b"pt", "x": b""}) == b"pt"
-    mar = io.BytesIO()
-    with zipfile.ZipFile(mar, "w") as z:
-        z.writestr("digits.pt", b"inside")
-        z.writestr("MAR-INF/MANIFEST.json", "{}")
-    assert compare.find_torchscript({"digits.mar": mar.getvalue()}) == b"inside"
-    assert compare.find_torchscript({"other": b""}) is None
-
-
-def test_gzip_estimate_exact_when_small_and_close_when_sampled(monkeypatch):
-    rng = np.random.default_rng(0)
-    small = rng.integers(0, 4, 300_000, dtype=np.uint8).tobytes()
-    assert compare.gzip_estimate(io.BytesIO(small), len(small)) == \
-        pytest.approx(len(gzip.compress(small, 6)), rel=0.002)
-    # A layer of 256 blocks whose compressibility drifts block by block (blocks made small
-    # so the test stays fast): 1 in 4 sampled, within 5 % of the real gzip -6 size
-    monkeypatch.setattr(compare, "BLOCK", 32 << 10)
-    monkeypatch.setattr(compare, "SAMPLE_EXACT_BELOW", 1 << 20)
-    big = b"".join(rng.integers(0, 2 + i, 32 << 10, endpoint=False).astype(np.uint8).tobytes()
-                   for i in range(256))
-    estimate = compare.gzip_estimate(io.BytesIO(big), len(big))
-    assert estimate == pytest.approx(len(gzip.compress(big, 6)), rel=0.05)
-    assert compare.gzip_estimate(io.BytesIO(big), len(big)) == estimate  # repeatable
-
-
-def test_container_memory_and_busy_seconds():
-    v1 = {"memory_stats": {"usage": 500, "stats": {"total_inactive_file": 100}}}
-    v2 = {"memory_stats": {"usage": 500, "stats": {"inactive_file": 200}}}
-    assert compare.container_memory(v1) == 400 and compare.container_memory(v2) == 300
-    assert compare.container_memory({"memory_stats": {}}) == 0
-    Times = namedtuple("Times", "user nice system idle iowait irq softirq steal guest guest_nice")
-    before = Times(10, 0, 5, 100, 1, 0, 0, 0, 3, 0)
-    after = Times(12, 0, 6, 101, 2, 0, 0, 0, 5, 0)
-    assert compare.busy_seconds(before, after) == 3  # guest is inside user; iowait is idle
-
-
-def test_gpu_probe_reads_nvidia_smi_or_says_it_is_missing(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    probe = compare.GpuProbe()
-    probe.start()
-    assert probe.stop() == {"mem_mib": None, "util_pct": None,
-                            "note": "nvidia-smi unavailable"}
-    fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho '1200, 30'\necho '800, 50'\n")
-    fake.chmod(0o755)
-    probe = compare.GpuProbe()
-    probe.start()
-    assert probe.stop() == {"mem_mib": 2000.0, "util_pct": 40.0}  # summed memory, mean use
-
-
-def test_docker_side_probe_finds_proxy_shim_and_daemon(monkeypatch):
-    psutil = pytest.importorskip("psutil")
-    Cpu = namedtuple("Cpu", "user system")
-
-    class Proc:
-        def __init__(self, cmdline, cpu):
-            self.info = {"name": cmdline[0].rsplit("/", 1)[-1], "cmdline": cmdline}
-            self.cpu = cpu
-
-        def cpu_times(self):
-            return Cpu(self.cpu, 0.0)
-
-    procs = [Proc(["/usr/sbin/docker-proxy", "-proto", "tcp", "-host-port", "32800"], 1.0),
-             Proc(["/usr/sbin/docker-proxy", "-proto", "tcp", "-host-port", "32999"], 1.0),
-             Proc(["/usr/bin/containerd-shim-runc-v2", "-id", "abc123", "-address", "x"], 2.0),
-             Proc(["/usr/bin/containerd-shim-runc-v2", "-id", "other", "-address", "x"], 2.0),
-             Proc(["/usr/sbin/dockerd", "-H", "unix://"], 3.0),
-             Proc(["python", "dockerd-lookalike"], 9.0)]
-    monkeypatch.setattr(psutil, "process_iter", lambda attrs=None: iter(procs))
-    probe = compare.DockerSideProbe(32800, "abc123")
-    assert {k: len(v) for k, v in probe.processes.items()} == {"proxy": 1, "shim": 1,
-                                                               "dockerd": 1}
-    probe.start()
-    for proc in procs:
-        proc.cpu += 0.5
-    result = probe.stop()
-    assert set(result) == {"cpu_cores", "proxy_cpu_cores", "shim_cpu_cores",
-                           "dockerd_cpu_cores"}
-    assert result["cpu_cores"] > 0 and result["cpu_cores"] == pytest.approx(
-        result["proxy_cpu_cores"] + result["shim_cpu_cores"] + result["dockerd_cpu_cores"],
-        abs=0.002)
