@@ -37,7 +37,10 @@ from bench import front_rows  # noqa: E402
 from bench.front_procs import Cell, ContainerProcs, machine_facts  # noqa: E402
 from byoc import launcher  # noqa: E402
 
-IMAGES = {"torchserve": "byoc-torchserve:0.1.0-cpu", "triton": "byoc-triton:0.1.0-cpu"}
+IMAGES = {"torchserve": "byoc-torchserve:0.1.0-cpu", "triton": "byoc-triton:0.1.0-cpu",
+          # bench/heavy_model.py's model, built with build.py --model MODEL/model.yaml --tag
+          "torchserve-heavy": "byoc-bench/front-heavy-torchserve:cpu",
+          "triton-heavy": "byoc-bench/front-heavy-triton:cpu"}
 CANDIDATE_PORTS = {"aiohttp": 9001, "aiohttp-uvloop": 9002, "go": 9003, "fast": 9004}
 MOUNT = "/opt/bench"
 OLD_RUNTIME = "a223aa0"  # the last runtime whose serve ran the aiohttp front (front.py)
@@ -116,7 +119,8 @@ def measure_setup(setup: front_rows.Setup, args, data: Path) -> list[dict]:
     # takes as it is.
     candidates = [c for c in args.candidates
                   if c != "go" or ((data / "goproxy").exists() and setup.upstream_url)]
-    image = args.image.get(setup.server) or IMAGES[setup.server]
+    key = setup.image or setup.server
+    image = args.image.get(key) or IMAGES[key]
     running = launcher.run(image, env=setup.env, volumes=volumes, name_hint="byoc-bench")
     rows = []
     try:
@@ -173,7 +177,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--image", action="append", default=[], help="SERVER=IMAGE")
-    parser.add_argument("--heavy", action="store_true", help="the heavy model's rows too")
+    parser.add_argument("--heavy", type=Path, default=None,
+                        help="the heavy model's folder (bench/heavy_model.py make_model): its "
+                        "rows too, on the images IMAGES names (or --image SERVER-heavy=...)")
     parser.add_argument("--site", default="", help="a folder of wheels' packages for the "
                         "candidates and the client (uvloop, httptools), mounted on PYTHONPATH")
     parser.add_argument("--old-runtime", default=OLD_RUNTIME,
@@ -189,11 +195,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="byoc-front-bench-") as tmp:
         data = Path(tmp)
         os.chmod(data, 0o755)
-        front_rows.write_bodies(data)
+        front_rows.write_bodies(data, args.heavy)
         extract_runtimes(data, args.old_runtime)
         if "go" in args.candidates:
             build_go(data)
-        for setup in front_rows.setups(args.servers.split(","), heavy=args.heavy):
+        for setup in front_rows.setups(args.servers.split(","), heavy=args.heavy is not None):
             if args.paths and setup.label not in args.paths.split(","):
                 continue
             rows += measure_setup(setup, args, data)

@@ -24,10 +24,23 @@ class Setup:
     native_type: str = "application/json"
     content_type: str = "application/json"
     upstream_url: str = ""  # where the Go floor sends every body (v2 rows only)
+    image: str = ""  # the IMAGES key (default: the server's)
+
+
+HEAVY = "text_classifier"  # bench/heavy_model.py's model (milliseconds of its own per request)
 
 
 def setups(servers: list[str], heavy: bool = False) -> list[Setup]:
     rows = []
+    if heavy and "torchserve" in servers:
+        rows.append(Setup("torchserve", "torchserve heavy text", {}, 8081,
+                          f"/predictions/{HEAVY}", "heavy.txt", "heavy.txt",
+                          native_type="text/plain", content_type="text/plain",
+                          image="torchserve-heavy"))
+    if heavy and "triton" in servers:
+        rows.append(Setup("triton", "triton heavy text", {}, 8081, f"/v2/models/{HEAVY}/infer",
+                          "v2_heavy.json", "heavy.txt", content_type="text/plain",
+                          image="triton-heavy"))
     if "torchserve" in servers:
         rows.append(Setup("torchserve", "torchserve instances JSON", {}, 8081,
                           "/predictions/digits", "instances.json", "instances.json",
@@ -43,7 +56,7 @@ def setups(servers: list[str], heavy: bool = False) -> list[Setup]:
     return rows
 
 
-def write_bodies(folder: Path) -> None:
+def write_bodies(folder: Path, heavy_model: Path | None = None) -> None:
     pixels = json.loads((ROOT / "images" / "samples" / "digits.json").read_text())[
         "samples"][DIGIT]["pixels"]
     instances = json.dumps({"instances": [pixels]})
@@ -57,6 +70,12 @@ def write_bodies(folder: Path) -> None:
             {"name": "CONTENT_TYPE", "shape": [1], "datatype": "BYTES",
              "data": ["application/json"]}]}),
     }
+    if heavy_model is not None:  # the heavy model's first text sample, raw and as KServe v2
+        text = (heavy_model / "samples" / "review-0.txt").read_text()
+        bodies["heavy.txt"] = text
+        bodies["v2_heavy.json"] = json.dumps({"inputs": [
+            {"name": "PAYLOAD", "shape": [1], "datatype": "BYTES", "data": [text]},
+            {"name": "CONTENT_TYPE", "shape": [1], "datatype": "BYTES", "data": ["text/plain"]}]})
     for name, text in bodies.items():
         (folder / name).write_text(text)
 
