@@ -130,7 +130,7 @@ def choose_ami(facts: compat.ImageFacts, instance: str, requested: str | None,
         raise _refuse(facts, verdict)
     family = instance.split(".")[1]
     offered = sorted((a for a in table.amis.values() if family in a.families),
-                     key=lambda a: (a.mounts_compat, compat._num(a.driver)))
+                     key=lambda a: (a.mounts_compat, _version(a.driver)))
     for ami in offered:
         on_ami = compat.decide(table, facts, instance, ami.name)
         if on_ami.outcome is compat.Outcome.STARTS:
@@ -139,6 +139,10 @@ def choose_ami(facts: compat.ImageFacts, instance: str, requested: str | None,
     if verdict.outcome is compat.Outcome.FORWARD_COMPAT:
         return None, verdict, f"no InferenceAmiVersion: {verdict.reason}"
     raise _refuse(facts, verdict)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
 def _refuse(facts: compat.ImageFacts, verdict: compat.Verdict) -> IncompatibleImage:
