@@ -483,7 +483,8 @@ def test_image_facts_from_the_registry_when_docker_lacks_the_image(pushed, env,
         monkeypatch.setenv(key, env[key])
     repository, _ = images.split_uri(pushed["uri"])
     found = registry_facts.fetch(repository, pushed["digest"], None)
-    local = launcher.client().images.get(torchserve_image)
+    # by the id that was pushed: the fixture's tag may have moved since (shared machine)
+    local = launcher.client().images.get(pushed["image_id"])
     assert found.digest == pushed["digest"] and found.image_id == local.id
     assert found.labels == local.labels and found.architecture == "amd64"
     assert 0 < found.size_bytes < local.attrs["Size"]  # compressed: a lower bound
