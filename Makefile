@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help setup venv images test unit lint clean lock registry-start registry-stop gpu-check
+.PHONY: help setup venv images test unit lint clean lock registry-start registry-stop gpu-check gpu-deps
 
 help:
 	@echo "make setup   install/start what is missing: Docker engine, base images, .venv"
@@ -33,6 +33,15 @@ images: setup
 # unless BYOC_REQUIRE_GPU=1 (the GPU workflow sets it), which makes a missing GPU a failure.
 gpu-check:
 	$(PY) tests/gpu/gpu_check.py
+
+# What the GPU checks need beyond .venv (the GPU workflow runs it): PyPI's CUDA torch, the
+# gpu variants' (requirements.lock pins the CPU build), and the tritonserver the
+# nvidia-pytriton wheel bundles (--no-deps: its numpy<2 pin is for its Python API, which the
+# checks do not use). Fails unless the torch it leaves is a CUDA build.
+gpu-deps:
+	$(PY) -m pip install "torch==2.14.1" torchvision
+	$(PY) -m pip install --no-deps "nvidia-pytriton==0.7.0"
+	$(PY) -c "import sys, torch; print(torch.__version__, torch.version.cuda); sys.exit(torch.version.cuda is None)"
 
 registry-start:
 	scripts/local-registry.sh start

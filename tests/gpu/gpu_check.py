@@ -5,14 +5,16 @@ runner): the code the images run, on the GPU, compared with the CPU.
 
 1. The TorchServe handler (handlers/digits_handler.py) on cuda vs cpu: same labels,
    probabilities within 1e-4, and the model's parameters really on the GPU.
-2. The Triton classifier backend (triton_backends/digits_classifier) on cuda vs cpu,
+2. The Triton classifier backend (triton_backends/digits/digits_classifier) on cuda vs cpu,
    through tritonserver from the nvidia-pytriton wheel when it is installed (with the
    backend stub for this machine's Python); skipped with a reason otherwise.
 3. Throughput on a model large enough to load the GPU: torchvision's ResNet-50 with
    random weights (nothing downloaded), in-process at batch 1/8/32, fp32 and fp16.
 
 Exits 0 with "SKIP: no CUDA" where CUDA is absent (1 with BYOC_REQUIRE_GPU=1), and 1
-when a check fails."""
+when a check fails. A check that could not run (torchserve, nvidia-pytriton or torchvision
+missing) is reported as SKIPPED with its reason, never as passed: "OK: GPU checks passed"
+means every check ran and passed; with BYOC_REQUIRE_GPU=1 a skipped check fails the run."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+CLASSIFIER = REPO / "triton_backends" / "digits" / "digits_classifier"
+CHECKS = ("handler", "triton", "resnet50")
 sys.path.insert(0, str(REPO / "handlers"))
 
 
@@ -112,7 +116,7 @@ def triton_check(model_file: Path) -> dict:
     for kind in ("GPU", "CPU"):
         repo = Path(tempfile.mkdtemp()) / "repo"
         model = repo / "digits_classifier"
-        shutil.copytree(REPO / "triton_backends" / "digits_classifier", model)
+        shutil.copytree(CLASSIFIER, model)
         template = (model / "config.pbtxt.j2").read_text()
         (model / "config.pbtxt.j2").unlink()
         config = (template.replace("{{ spec.server.max_batch_rows }}", "1024")
@@ -158,6 +162,8 @@ def resnet_throughput(torch, seconds: float) -> dict:
         import torchvision
     except ImportError:
         return {"skipped": "torchvision is not installed"}
+    except RuntimeError as exc:  # built for another torch
+        return {"skipped": f"torchvision does not load with this torch: {exc}"}
     model = torchvision.models.resnet50(weights=None).eval().cuda()
     results = {}
     for dtype in (torch.float32, torch.float16):
@@ -201,11 +207,26 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
-    failed = [k for k in ("handler", "triton") if report[k].get("ok") is False]
+    return verdict(report, os.environ.get("BYOC_REQUIRE_GPU") == "1")
+
+
+def verdict(report: dict, require_all: bool) -> int:
+    """Print what passed, failed and was skipped; 0 only when nothing failed, and (with
+    require_all) nothing was skipped. Skipped is never counted as passed."""
+    failed = [k for k in CHECKS if report[k].get("ok") is False]
+    skipped = [k for k in CHECKS if "skipped" in report[k]]
+    passed = [k for k in CHECKS if report[k].get("ok") is True
+              or (k == "resnet50" and "skipped" not in report[k] and report[k])]
+    for name in skipped:
+        print(f"SKIPPED: {name}: {report[name]['skipped']}")
     if failed:
         print(f"FAIL: {', '.join(failed)}")
         return 1
-    print("OK: GPU checks passed")
+    if skipped:
+        print(f"NOT PASSED: {len(skipped)} of {len(CHECKS)} GPU checks skipped "
+              f"({', '.join(skipped)}); passed: {', '.join(passed) or 'none'}")
+        return 1 if require_all else 0
+    print(f"OK: GPU checks passed ({', '.join(passed)})")
     return 0
 
 
