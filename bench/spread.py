@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-NAMES = {"torchserve": "TorchServe", "triton": "Triton"}
+NAMES = {"torchserve": "TorchServe", "triton-mar": "Triton (.mar)",
+         "triton": "Triton (repository)"}
 
 
 def main(paths: list[str]) -> int:
@@ -29,28 +30,37 @@ def main(paths: list[str]) -> int:
         for c_index, step in enumerate(server["steps"]):
             steps = [d["servers"][s_index]["steps"][c_index] for d in docs]
             cells = []
-            for key, digits in (("throughput_rps", 0), ("p50_ms", 2), ("p99_ms", 2)):
-                cells += [f"{st[key]:.{digits}f}" for st in steps]
+            for key, places in (("throughput_rps", 0), ("p50_ms", 2), ("p99_ms", 2)):
+                cells += [f"{st[key]:.{places}f}" if st[key] is not None else "n/a"
+                          for st in steps]
             cells += [f"{_other(st):.2f}" for st in steps]
-            print(f"| {NAMES.get(server['flavor'], server['flavor'])} | {step['concurrency']} | "
-                  + " | ".join(cells) + " |")
+            print(f"| {NAMES.get(server['server'], server['server'])} | "
+                  f"{step['concurrency']} | " + " | ".join(cells) + " |")
     print()
     for run, doc in zip(runs, docs, strict=True):
-        ratios = ", ".join(f"{c} clients {r:.2f}" for c, r in
-                           doc["summary"]["throughput_ratio_triton_over_torchserve"].items())
-        overheads = ", ".join(f"{NAMES.get(f, f)} {o['overhead_ms']:.2f} ms"
-                              for f, o in doc["summary"]["p50_overhead"].items())
-        colds = ", ".join(f"{NAMES.get(s['flavor'])} {s['first_answer_s']:.1f} s"
+        ratios = "; ".join(
+            f"{NAMES.get(s, s)}/TorchServe " + ", ".join(f"{c} clients {r:.2f}"
+                                                         for c, r in per.items())
+            for s, per in doc["summary"]["throughput_ratio_over_torchserve"].items())
+        base = doc["baseline"]
+        if base.get("measured"):
+            overheads = ", ".join(
+                f"{NAMES.get(s, s)} {per[min(per, key=int)]['overhead_ms']:.2f} ms"
+                for s, per in doc["summary"]["p50_overhead"].items() if per)
+            baseline = (f"p50 overhead at the lowest concurrency over in-process "
+                        f"({base['request']['p50_us']:.0f} us): {overheads}")
+        else:
+            baseline = "in-process baseline not measured"
+        colds = ", ".join(f"{NAMES.get(s['server'], s['server'])} {s['first_answer_s']:.1f} s"
                           for s in doc["servers"])
-        print(f"- {run} ({doc['date']}): Triton/TorchServe throughput {ratios}; p50 overhead "
-              f"over in-process ({doc['baseline']['request']['p50_us']:.0f} us): {overheads}; "
-              f"cold start {colds}")
+        print(f"- {run} ({doc['date']}): {ratios or 'no TorchServe to compare with'}; "
+              f"{baseline}; cold start {colds}")
     return 0
 
 
 def _other(step: dict) -> float:
     used = sum(step.get(k) or 0.0 for k in ("server_cpu_cores", "client_cores",
-                                            "docker_cpu_cores", "proxy_cpu_cores"))
+                                            "docker_cpu_cores"))
     return max(0.0, (step.get("machine_cpu_cores") or 0.0) - used)
 
 
