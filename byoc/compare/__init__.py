@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import launcher, report
+from .. import config, launcher, report
 from ..console import Console
 from ..errors import ExitStatus, UsageError
 from ..model import describe
@@ -31,8 +31,6 @@ __all__ = ["CompareOptions", "run"]
 
 def resolve_model(options: CompareOptions) -> ModelSpec:
     """The model: the model options, else the images config's default model."""
-    from .. import config
-
     variant = options.variant or ("gpu" if options.gpu else "cpu")
     specs = config.load(options.config)
     default = next((s.model for s in specs.values() if s.variant == variant and s.model),
@@ -68,7 +66,7 @@ def run(options: CompareOptions, console: Console) -> int:
     model = resolve_model(options)
     chosen_servers = servers.choose(model, options.servers, console)
     console.step(f"compare: model {model.name} ({model.origin}) on "
-                 f"{', '.join(measure.LABELS[s] for s in chosen_servers)}")
+                 f"{', '.join(report.name(s) for s in chosen_servers)}")
     planned = servers.plan(model, chosen_servers, options)
     references = servers.images(planned, options, console)
     dock = launcher.client()
@@ -84,7 +82,7 @@ def run(options: CompareOptions, console: Console) -> int:
             found[server] = facts.image_facts(dock, server, reference, scratch / server,
                                               console)
             size = found[server].size
-            console.info(f"{measure.LABELS[server]}: {reference}: "
+            console.info(f"{report.name(server)}: {reference}: "
                          f"{size['uncompressed_bytes'] / 1e9:.2f} GB, "
                          f"{size['compressed_bytes'] / 1e9:.2f} GB compressed; "
                          f"{settings.settings_line(server, found[server].settings)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import tarfile
 import zipfile
 from pathlib import Path
@@ -92,8 +93,6 @@ def archive_config(archive: Path | None) -> dict:
     """The unpacked archive's model-config.yaml, as TorchServe reads it ({} when none)."""
     if archive is None:
         return {}
-    import json
-
     manifest = json.loads((archive / mar.MANIFEST).read_text())
     name = (manifest.get("model") or {}).get("configFile")
     if not name or not (archive / name).is_file():

@@ -12,13 +12,12 @@ from docker.errors import NotFound
 from .. import launcher, loadgen
 from ..console import Console
 from ..errors import ByocError
+from ..report import name as label_of
 from . import bodies, probes
 from .facts import ImageFacts
 from .options import CompareOptions
 from .settings import settings_line
 
-LABELS = {"torchserve": "TorchServe", "triton-mar": "Triton (.mar)",
-          "triton": "Triton (repository)"}
 WRONG_IN_A_ROW = 20
 
 
@@ -88,7 +87,7 @@ def _probes(running: launcher.Running, gpu: bool, console: Console) -> dict:
 
 def _measure_server(facts: ImageFacts, options: CompareOptions,
                     payloads: list[loadgen.Payload], console: Console) -> dict:
-    label = LABELS[facts.server]
+    label = label_of(facts.server)
     console.step(f"{label}: start {facts.reference} as SageMaker does")
     busy_before = probes.machine_busy()
     with launcher.launched(facts.reference, gpu=options.gpu,
