@@ -120,6 +120,8 @@ def send_all(aws: Aws, endpoint: str, kind: str, samples: list[sample_files.Samp
              console: Console, *, output: str | None = None,
              written: list[str] | None = None, sleep=time.sleep) -> list[Answer]:
     written = written if written is not None else []
+    if not samples:
+        return []
     console.step(f"invoke {endpoint}: {len(samples)} samples through sagemaker-runtime"
                  + (" (async, through S3)" if kind == "async" else ""))
     stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}"
