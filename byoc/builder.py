@@ -6,6 +6,7 @@ once the CLI's stages have passed. package_model() builds only the model stages.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tarfile
 import tempfile
@@ -63,10 +64,21 @@ def _progress_mode(console: Console) -> str:
     return "auto" if console.color else "plain"
 
 
+@contextlib.contextmanager
+def _workspace(spec: ImageSpec, model: ModelSpec, options: BuildOptions):
+    """(scratch for secrets, a build context folder of this build's own): two builds of
+    one entry at once never share a context; both are removed afterwards (`render`
+    writes a context to keep)."""
+    options.work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="byoc-secrets-") as scratch, \
+            tempfile.TemporaryDirectory(prefix=f".context-{spec.name}-{model.name}-",
+                                        dir=options.work_dir) as context:
+        yield Path(scratch), Path(context) / "context"
+
+
 def _prepare(spec: ImageSpec, model: ModelSpec, options: BuildOptions, console: Console,
-             scratch: Path) -> tuple[docker_cli.DockerCLI, Rendered, dict]:
+             scratch: Path, context_dir: Path) -> tuple[docker_cli.DockerCLI, Rendered, dict]:
     inputs = build_inputs.collect(options.ca_cert, options.wheelhouse)
-    context_dir = options.work_dir / spec.name
     console.step(f"render {spec.name}, model {model.name} ({model.origin}) -> {context_dir}")
     rendered = render_context(spec, model, context_dir, inputs.wheelhouse)  # refusals first
     cli = docker_cli.detect()
@@ -81,10 +93,10 @@ def build(spec: ImageSpec, model: ModelSpec, options: BuildOptions,
           console: Console) -> Built:
     """Build the image, untagged; tag(built) names it."""
     references = image_references(spec, options.tag)
-    with tempfile.TemporaryDirectory(prefix="byoc-secrets-") as scratch:
-        cli, rendered, secrets = _prepare(spec, model, options, console, Path(scratch))
+    with _workspace(spec, model, options) as (scratch, context_dir):
+        cli, rendered, secrets = _prepare(spec, model, options, console, scratch, context_dir)
         console.step(f"build {references[0]} (BuildKit)")
-        iidfile = Path(scratch) / "image-id"
+        iidfile = scratch / "image-id"
         t0 = time.monotonic()
         cli.build(rendered.context_dir, tags=[], target="image",
                   labels=dynamic_labels(gitinfo.current()), secrets=secrets,
@@ -116,10 +128,9 @@ def package_model(spec: ImageSpec, model: ModelSpec, out: Path, options: BuildOp
     out = Path(out)
     if not out.name.endswith(".tar.gz"):
         raise ByocError(f"{out} must end in .tar.gz", "SageMaker's ModelDataUrl is a .tar.gz")
-    with tempfile.TemporaryDirectory(prefix="byoc-model-") as scratch:
-        scratch_path = Path(scratch)
+    with _workspace(spec, model, options) as (scratch_path, context_dir):
         cli, rendered, secrets = _prepare(spec.replace(bake_model=True), model, options,
-                                          console, scratch_path)
+                                          console, scratch_path, context_dir)
         artifact = scratch_path / "artifact"
         console.step(f"build the {spec.flavor} model artifact of {model.name}")
         cli.build(rendered.context_dir, tags=[], target="model-artifact", labels={},

@@ -24,7 +24,7 @@ from .compat_table import (  # noqa: F401  (the table's names stay importable fr
     load_table,
     parse_table,
 )
-from .errors import ByocError, ConfigError, ExitStatus, IncompatibleImage, UsageError
+from .errors import ConfigError, ExitStatus, IncompatibleImage, UsageError
 
 AMI_LABEL = "dev.byoc.ami-version"
 COMPAT_LABEL = "dev.byoc.cuda-compat"  # optional: CUDA of the compat libraries inside, or "none"
@@ -75,8 +75,9 @@ def image_facts(reference: str) -> ImageFacts:
     try:
         image = client().images.get(reference)
     except ImageNotFound:
-        raise ByocError(f"image {reference} not found locally",
-                        "build it first (python build.py torchserve), or docker pull it") from None
+        raise UsageError(f"image {reference} not found locally",
+                         "build it first (python build.py torchserve), or docker pull it") \
+            from None
     return facts_from_labels(reference, image.labels, image.attrs.get("Architecture", "amd64"))
 
 

@@ -362,6 +362,9 @@ def read_yaml(path: Path, what: str, missing_tip: str) -> Any:
         return yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"{what} not found: {path}", missing_tip) from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
+        raise ConfigError(f"{what} {path} is not a readable text file "
+                          f"({type(exc).__name__})", missing_tip) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {path} is not valid YAML: {exc}",
                           "fix the YAML syntax at the line named") from None

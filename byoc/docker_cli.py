@@ -48,8 +48,9 @@ def in_build_error(lines: Sequence[str]) -> tuple[str, str | None] | None:
 
 
 def hint_for(output: str) -> str | None:
+    lowered = output.lower()  # BuildKit says "cannot connect to the Docker daemon" too
     for needle, hint in HINTS:
-        if needle in output:
+        if needle.lower() in lowered:
             return hint
     return None
 

@@ -279,7 +279,7 @@ def _push(reg: RegistryClient, dest: Destination, plan: tags.TagPlan, image,
     published = Published(f"{dest.uri_host}/{dest.repository}@{manifest.digest}",
                           manifest.digest, manifest.media_type, dest.endpoint.host,
                           dest.repository, plan.all, image.id, uploaded, round(seconds, 3))
-    record = Path(options.record or RECORD_DIR / f"{spec.name}.json")
+    record = Path(options.record or RECORD_DIR / f"{spec.repository}-{spec.variant}.json")
     _record(record, published)
     console.ok(f"image URI: {published.uri}")
     console.info(f"(for SageMaker CreateModel's PrimaryContainer.Image; recorded in {record})")

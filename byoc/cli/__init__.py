@@ -29,6 +29,7 @@ def build_command(args: argparse.Namespace, console: Console) -> int:
     # and nothing is tagged, let alone pushed, before the checks asked for have passed.
     spec = opt.image_spec(args)
     model = opt.model(args, spec)
+    spec = opt.for_model(spec, model)
     built = builder.build(spec, model, opt.build_options(args), console)
     compat.gate_built(built.image_id, spec, opt.gate_options(args), console)
     if args.push and args.skip_verify:
@@ -47,9 +48,10 @@ def build_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def render_command(args: argparse.Namespace, console: Console) -> int:
-    from ..build_inputs import find_wheelhouse
+    from ..build_inputs import find_ca_cert, find_wheelhouse
     from ..render import render_context
 
+    find_ca_cert(args.ca_cert)  # the same mistake gets the same answer as in a build
     spec = opt.image_spec(args)
     out = Path(args.out or builder.DEFAULT_WORK_DIR / spec.name)
     # The wheelhouse changes the rendered torch line, so render sees it as build does.

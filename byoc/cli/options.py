@@ -4,6 +4,7 @@ and model the command works on). Nothing below byoc/cli sees an argparse namespa
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from .. import config
@@ -40,6 +41,15 @@ def model_options(args: argparse.Namespace) -> describe.ModelOptions:
 def model(args: argparse.Namespace, spec: config.ImageSpec) -> ModelSpec:
     """The model the command works on: its model options, else the image entry's model."""
     return describe.from_options(model_options(args), Path(args.config).parent, spec.model)
+
+
+def for_model(spec: config.ImageSpec, model: ModelSpec) -> config.ImageSpec:
+    """A model other than the entry's own gets its own repository (so its local tags, ECR
+    repository and push record never move the entry's model's tags)."""
+    if spec.model is None or model.name == spec.model:
+        return spec
+    slug = re.sub(r"[^a-z0-9]+", "-", model.name.lower()).strip("-") or "model"
+    return spec.replace(repository=f"{spec.repository}-{slug}", model=model.name)
 
 
 def model_if_given(args: argparse.Namespace, config_dir: Path,

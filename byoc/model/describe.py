@@ -246,6 +246,10 @@ def load(path: Path) -> ModelSpec:
         raise ConfigError(f"model description not found: {path}",
                           "name a model described in images/models/, or a NAME.yaml file"
                           ) from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
+        raise ConfigError(f"model description {path} is not a readable text file "
+                          f"({type(exc).__name__})", "give a NAME.yaml model description"
+                          ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"model description {path} is not valid YAML: {exc}",
                           "fix the YAML syntax at the line named") from None

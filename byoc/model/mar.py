@@ -46,6 +46,8 @@ def read(path: Path) -> MarInfo:
         raise ConfigError(f"{path}: workflow archives (.war) are not supported: byoc serves "
                           "one model per image", "serve each model's .mar of the workflow "
                           "as its own image, or chain them in a Triton ensemble")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a .mar", _TIP)
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()

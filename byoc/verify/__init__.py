@@ -77,7 +77,9 @@ def verify(image: str, options: VerifyOptions, console: Console, *,
     _save(report, target)
     if not report.passed:
         failed = ", ".join(f"{c.cid} ({c.title})" for c in report.failed())
-        raise VerifyFailed(f"{shown or image} fails the SageMaker contract: {failed}",
+        first = report.failed()[0]
+        raise VerifyFailed(f"{shown or image} fails the SageMaker contract: {failed}; "
+                           f"{first.cid}: {first.detail[:300]}",
                            "fix the image or the model; nothing was tagged for push")
     return report
 

@@ -79,6 +79,18 @@ def _untar(data: bytes, into: Path) -> None:
         archive.extractall(into, filter="data")
 
 
+def _extract_model_tar(model_tar: Path, into: Path) -> None:
+    try:
+        with tarfile.open(model_tar, "r:gz") as archive:
+            archive.extractall(into, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UsageError(f"--model-tar {model_tar} is not a gzip tar: {exc}",
+                         "make one with `python build.py package-model FLAVOR`") from None
+    if not into.is_dir() or not any(into.iterdir()):
+        raise UsageError(f"--model-tar {model_tar} holds no model files",
+                         "make one with `python build.py package-model FLAVOR`")
+
+
 def _package(folder: Path, out: Path) -> Path:
     """model.tar.gz with the folder's contents at its top, as package-model writes it."""
     with tarfile.open(out, "w:gz") as archive:
@@ -104,17 +116,16 @@ def prepare(image: str, options: VerifyOptions, scratch: Path, *,
     if options.model_tar:
         model_tar = Path(options.model_tar)
         if not model_tar.is_file():
-            raise UsageError(f"--model-tar {model_tar}: no such file",
+            what = "is a folder, not a model.tar.gz" if model_tar.is_dir() else "no such file"
+            raise UsageError(f"--model-tar {model_tar}: {what}",
                              "make one with `python build.py package-model FLAVOR`")
-        with tarfile.open(model_tar, "r:gz") as archive:
-            archive.extractall(model_dir, filter="data")
+        _extract_model_tar(model_tar, model_dir)
     elif (baked := export_folder(image, BAKED_MODEL_DIR)) is not None:
         _untar(baked, model_dir)
         model_tar = _package(model_dir, scratch / "model.tar.gz")
     elif package is not None and model is not None:
         model_tar = package(flavor, scratch / "model.tar.gz")
-        with tarfile.open(model_tar, "r:gz") as archive:
-            archive.extractall(model_dir, filter="data")
+        _extract_model_tar(model_tar, model_dir)
     else:
         raise UsageError(f"{image} bakes no model (built with --no-model) and verify was "
                          "given none", "pass --model-tar model.tar.gz (python build.py "

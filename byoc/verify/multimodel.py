@@ -84,7 +84,8 @@ def checks(s: Session) -> None:
             def invoked():
                 response = http.post(f"{base}/models/{name}/invoke", data=body,
                                      headers=headers, timeout=60)
-                return response.status_code == 200, f"invoke {response.status_code}"
+                detail = "" if response.status_code == 200 else f": {response.text[:200]}"
+                return response.status_code == 200, f"invoke {response.status_code}{detail}"
 
             s.check("C25", "POST /models/{name}/invoke answers", invoked)
 

@@ -22,7 +22,8 @@ import zipfile
 from pathlib import Path
 
 TIP_REQUIREMENTS = ("declare the package in the archive's requirements "
-                    "(torch-model-archiver --requirements-file) or the model's requirements:")
+                    "(torch-model-archiver --requirements-file), or in requirements: of the "
+                    "model's description (--requirements FILE)")
 
 
 def fail(message: str, tip: str) -> int:
