@@ -96,7 +96,10 @@ def test_build_is_by_image_id_and_leaves_the_image_untagged(tmp_path, docker, sp
     cli, fake, image = docker
     built = builder.build(spec, digits, builder.BuildOptions(work_dir=tmp_path), console())
     ((context, kwargs),) = cli.builds
-    assert context == tmp_path / "torchserve-cpu" and (context / "Dockerfile").is_file()
+    # Each build renders into a context of its own under the work folder, removed after.
+    assert context.parent.parent == tmp_path
+    assert context.parent.name.startswith(".context-torchserve-cpu-digits-")
+    assert not context.exists()
     assert kwargs["tags"] == [] and kwargs["target"] == "image"
     assert kwargs["iidfile"].name == "image-id"
     assert kwargs["labels"]["org.opencontainers.image.revision"] == "0123456789ab"
