@@ -209,18 +209,20 @@ class RegistryClient:
             f"{reply.status_code} {_registry_message(reply)}", self.auth_tip)
 
     def request(self, method: str, path: str, *, scope: str = "",
-                headers: dict | None = None) -> requests.Response:
+                headers: dict | None = None, data: bytes | None = None) -> requests.Response:
         headers = dict(headers or {})
         url = f"{self.endpoint.url}{path}"
         token = self._tokens.get(scope)
         auth = f"Bearer {token}" if token else self._basic()
-        reply = self._send(method, url, {**headers, **({"Authorization": auth} if auth else {})})
+        reply = self._send(method, url, {**headers, **({"Authorization": auth} if auth else {})},
+                           data=data)
         if reply.status_code == 401:
             challenge = reply.headers.get("WWW-Authenticate", "")
             if challenge.lower().startswith("bearer"):  # none yet, or it expired: once more
                 self._tokens[scope] = self._bearer(challenge, scope)
                 reply = self._send(method, url, {**headers,
-                                                 "Authorization": f"Bearer {self._tokens[scope]}"})
+                                                 "Authorization": f"Bearer {self._tokens[scope]}"},
+                                   data=data)
             if reply.status_code == 401:
                 raise self._auth_failed(reply)
         if reply.status_code in _TRANSIENT_STATUS:
