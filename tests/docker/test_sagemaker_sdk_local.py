@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from byoc import launcher
 from byoc.model import samples as sample_files
 from byoc.render import BAKED_MODEL_DIR
 from byoc.verify.inputs import export_folder
@@ -83,6 +84,14 @@ def baked_model_tar(image: str, folder: Path) -> Path:
     return out
 
 
+def remove_compose_leftovers(before: set[str]) -> None:
+    """Local mode stops its compose container but leaves it: remove the ones it made."""
+    for container in launcher.client().containers.list(all=True):
+        if container.id not in before and "-algo-1-" in container.name and \
+                container.labels.get("com.docker.compose.project"):
+            container.remove(force=True)
+
+
 def _sample(name: str) -> sample_files.Sample:
     return next(s for s in sample_files.load(SAMPLES) if s.name == name)
 
@@ -102,6 +111,7 @@ def test_sdk_local_mode_json_numpy_and_raw_bytes(flavor, sdk, request, tmp_path)
 
     image = request.getfixturevalue(f"{flavor}_image")
     model_tar = baked_model_tar(image, tmp_path)
+    before = {c.id for c in launcher.client().containers.list(all=True)}
     model = Model(image_uri=image, model_data=f"file://{model_tar}", role=ROLE,
                   sagemaker_session=session, predictor_cls=Predictor)
     predictor = model.deploy(initial_instance_count=1, instance_type="local",
@@ -135,3 +145,4 @@ def test_sdk_local_mode_json_numpy_and_raw_bytes(flavor, sdk, request, tmp_path)
     finally:
         predictor.delete_model()  # it reads the endpoint config, so before that goes
         predictor.delete_endpoint(delete_endpoint_config=True)
+        remove_compose_leftovers(before)
