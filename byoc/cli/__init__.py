@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import builder, compat, push, verify
 from ..console import Console
+from ..deploy.limits import check_local_image_size
 from ..errors import ByocError, ExitStatus, UsageError
 from . import options as opt
 from .deploy_parser import deploy_command, undeploy_command
@@ -31,6 +32,7 @@ def build_command(args: argparse.Namespace, console: Console) -> int:
     model = opt.model(args, spec)
     spec = opt.for_model(spec, model)
     built = builder.build(spec, model, opt.build_options(args), console)
+    check_local_image_size(built.image_id)  # C28: SageMaker refuses images over 10 GiB
     compat.gate_built(built.image_id, spec, opt.gate_options(args), console)
     if args.push and args.skip_verify:
         console.warn("--skip-verify: pushing an image that was NOT checked against the "
@@ -92,7 +94,8 @@ def package_model_command(args: argparse.Namespace, console: Console) -> int:
 
 def push_command(args: argparse.Namespace, console: Console) -> int:
     spec, _ = _image_spec_from_labels(args, args.image)
-    # the same order as a build with --push: compatibility gate -> verify -> push
+    # the same order as a build with --push: size, compatibility gate -> verify -> push
+    check_local_image_size(args.image)
     compat.gate_built(args.image, spec, opt.gate_options(args), console)
     if args.skip_verify:
         console.warn("--skip-verify: pushing an image that was NOT checked against the "

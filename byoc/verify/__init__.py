@@ -88,7 +88,9 @@ def _save(report: Report, target: Target) -> None:
     """The report by image id, for push and deploy (the measured cold start, C32)."""
     try:
         REPORT_DIR.mkdir(parents=True, exist_ok=True)
-        name = target.image.replace("sha256:", "").replace("/", "_").replace(":", "_")
+        # By image id, so push and deploy find it whatever the image was called.
+        name = str(image_attrs(target.image).get("Id", target.image)).replace("sha256:", "")
+        name = name.replace("/", "_").replace(":", "_")
         (REPORT_DIR / f"{name}.json").write_text(json.dumps(report.to_dict(), indent=1))
     except OSError:
         pass  # a read-only checkout still verifies

@@ -66,9 +66,13 @@ CASES = [pytest.param(cuda, family, ami, CODES[code], id=f"{cuda}-{family}-{ami 
 
 
 def gpu_image(cuda: str = "13.0", **labels: str) -> compat.ImageFacts:
+    """A GPU image that ships CUDA forward-compat libraries for its CUDA (the matrix's
+    "fc" cases need them); pass cuda_compat="none" for one that ships none."""
+    compat_libs = labels.pop("cuda_compat", cuda)
     return compat.facts_from_labels("byoc-torchserve:0.1.0-gpu", {
         "dev.byoc.cuda": cuda, "dev.byoc.torch": "2.14.1", "dev.byoc.variant": "gpu",
-        "dev.byoc.instance-types": "ml.g5.xlarge,ml.g6.xlarge", **labels})
+        "dev.byoc.instance-types": "ml.g5.xlarge,ml.g6.xlarge",
+        **({compat.COMPAT_LABEL: compat_libs} if compat_libs is not None else {}), **labels})
 
 
 def cpu_image(architecture: str = "amd64") -> compat.ImageFacts:
@@ -86,6 +90,18 @@ def test_c26_verdict_matrix(cuda, family, ami, expected):
     result = verdict(gpu_image(cuda), f"ml.{family}.xlarge", ami)
     assert result.outcome is expected, result.line()
     assert (result.fix is None) == (expected is Outcome.STARTS)
+
+
+@pytest.mark.parametrize("cuda, family, ami, expected",
+                         [c for c in CASES if c.values[3] is Outcome.FORWARD_COMPAT])
+@pytest.mark.parametrize("shipped", ["none", None], ids=["label none", "no label"])
+def test_c26_without_compat_libraries_forward_compat_cases_will_not_start(
+        cuda, family, ami, expected, shipped):
+    """An older driver runs a newer CUDA only through the image's compat libraries: an
+    image that ships none (or does not say) will not start there (issue 13)."""
+    result = verdict(gpu_image(cuda, cuda_compat=shipped), f"ml.{family}.xlarge", ami)
+    assert result.outcome is Outcome.WILL_NOT_START, result.line()
+    assert result.fix
 
 
 def test_matrix_covers_every_ami_and_the_issue_families():
@@ -109,9 +125,11 @@ def test_c26_cuda13_on_g6_default_needs_the_compat_libraries_at_start():
     assert result.outcome is Outcome.FORWARD_COMPAT
     assert "driver 535 is older than CUDA 13.0 needs (>= 580.65.06): the image must put " \
            "cuda-compat-13-0 on LD_LIBRARY_PATH at start" in result.reason
-    assert "labels do not say whether it ships them: dev.byoc.cuda-compat" in result.reason
     assert result.fix == (f"set InferenceAmiVersion to {GPU41} (driver 580), or build for CUDA "
                           "12.8 (starts on driver 535)")
+    unsaid = verdict(gpu_image("13.0", cuda_compat=None), "ml.g6.xlarge")
+    assert unsaid.outcome is Outcome.WILL_NOT_START
+    assert "labels do not say it ships them (dev.byoc.cuda-compat)" in unsaid.reason
 
 
 def test_c26_cuda126_on_g5_fix_prefers_an_ami_that_leaves_compat_to_the_image():

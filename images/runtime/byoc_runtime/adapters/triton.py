@@ -121,8 +121,6 @@ def placement(state: dict) -> dict[str, str]:
 
 class Backend:
     name = "tritonserver"
-    # Triton 2.51's HTTP endpoint refuses a request over 64 MiB and has no flag to raise it.
-    max_request_bytes = 64 * 1024 * 1024
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None):
         env = os.environ if env is None else env
@@ -132,6 +130,11 @@ class Backend:
         self.native = self.multi_model or not _bool(env, "BYOC_TRITON_FRONT", True)
         self.inference_type = _choice(env, "SAGEMAKER_TRITON_INFERENCE_TYPE", INFERENCE_TYPES)
         self.ping_mode = _choice(env, "SAGEMAKER_TRITON_OVERRIDE_PING_MODE", PING_MODES)
+        # Every tensor of a Python-backend model passes through /dev/shm, which SageMaker
+        # cannot raise (64 MB on many instances): a request over half of it fails in the
+        # stub (measured: 45 MB served, 60 MB refused in 64 MB), so the front answers 413
+        # above that instead (C09, C29).
+        self.max_request_bytes = shm_request_cap()
         self.loaded: list[str] = []
         self.model_config: dict | None = None  # the default model's, fetched once ready
         if self.multi_model:
@@ -305,10 +308,30 @@ class Backend:
                         data, _payload_answer)
 
 
+SHM_DIR = "/dev/shm"
+OUT_OF_SHM = b"shared memory"  # "Failed to increase the shared memory pool size ..."
+
+
+def shm_request_cap(shm_dir: str = SHM_DIR) -> int | None:
+    """Half of /dev/shm: the largest request the Python backend's stubs can take."""
+    try:
+        stat = os.statvfs(shm_dir)
+    except OSError:
+        return None
+    return stat.f_blocks * stat.f_frsize // 2
+
+
+def _server_error(status: int, raw: bytes) -> Reply:
+    # A stub that cannot grow its shared memory is out of memory, not a crash (C12: 507).
+    if status == 500 and OUT_OF_SHM in raw:
+        status = 507
+    return error_reply(status, raw)
+
+
 def _native_answer(status: int, headers, raw: bytes) -> Reply:
     """KServe v2 JSON or binary tensors back as Triton sent them."""
     if status >= 400:
-        return error_reply(status, raw)
+        return _server_error(status, raw)
     header_size = headers.get("Inference-Header-Content-Length")
     if header_size is not None:
         return Reply(200, raw, f"{BINARY_JSON};json-header-size={header_size}")
@@ -318,7 +341,7 @@ def _native_answer(status: int, headers, raw: bytes) -> Reply:
 def _payload_answer(status: int, headers, raw: bytes) -> Reply:
     """The raw-body convention's outputs: RESPONSE, its type, headers and STATUS."""
     if status >= 400:
-        return error_reply(status, raw)
+        return _server_error(status, raw)
     outputs = binary_outputs(raw, int(headers["Inference-Header-Content-Length"]))
     status = int(outputs.get("STATUS", 200))
     answer = outputs.get(RAW_OUTPUT, b"")
