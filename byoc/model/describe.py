@@ -128,7 +128,11 @@ def _archive(r: _Reader, data: Any, default_name: str) -> Archive:
     data = _only(r.where, "torchserve", data, TORCHSERVE_FIELDS)
     name = _str(r.where, "torchserve.model_name", data.get("model_name", default_name), _NAME,
                 "a model name ([A-Za-z0-9_.-], at most 64)")
-    version = _str(r.where, "torchserve.version", str(data.get("version", "1.0")), _VERSION,
+    raw_version = data.get("version", "1.0")
+    if isinstance(raw_version, float):  # YAML reads 1.10 as 1.1: ask for a string
+        raise r.where.fail("torchserve.version", f"{raw_version!r} was read as a number; "
+                           "quote it, like version: \"1.10\"")
+    version = _str(r.where, "torchserve.version", str(raw_version), _VERSION,
                    "a version like 1.0")
     if "mar" in data:
         extra = sorted(set(data) & (TORCHSERVE_FIELDS - {"mar", "model_name", "version"}))
@@ -136,9 +140,13 @@ def _archive(r: _Reader, data: Any, default_name: str) -> Archive:
             raise r.where.fail(f"torchserve.{extra[0]}", "give either mar: (an archive served "
                                "as it is) or the archiver inputs (handler:, serialized_file:, "
                                "...), not both")
+        if "model_name" in data or "version" in data:
+            field = "model_name" if "model_name" in data else "version"
+            raise r.where.fail(f"torchserve.{field}", "with mar:, the archive's manifest "
+                               "names the model and its version (TorchServe serves those); "
+                               f"leave {field} out, or re-archive it")
         mar = r.path("torchserve.mar", data["mar"])
-        return Archive(model_name=name if "model_name" in data else mar.stem,
-                       version=version, mar=mar)
+        return Archive(model_name=mar.stem, version=version, mar=mar)
     if "handler" not in data:
         raise r.where.fail("torchserve", "needs mar: or handler: (with serialized_file: and "
                            "the other torch-model-archiver inputs)")

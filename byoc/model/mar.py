@@ -33,7 +33,10 @@ class MarInfo:
     runtime: str
     requirements: str  # the text of the archive's requirements file ("" when none)
     config: dict  # its model-config.yaml, parsed ({} when none)
-    files: dict[str, bytes]  # every file of the archive but the manifest
+    # What byoc reads of the archive: its Python files, requirements and config file
+    # (never the weights: an archive may be gigabytes); names: every file but the manifest.
+    files: dict[str, bytes]
+    names: tuple[str, ...] = ()
 
     def python_sources(self) -> dict[str, str]:
         return {name: data.decode("utf-8", "replace") for name, data in self.files.items()
@@ -55,14 +58,17 @@ def read(path: Path) -> MarInfo:
                 raise ConfigError(f"{path}: not a TorchServe model archive: no {MANIFEST}",
                                   _TIP)
             manifest = json.loads(archive.read(MANIFEST))
+            model = manifest.get("model") if isinstance(manifest, dict) else None
+            wanted = {(model or {}).get("requirementsFile"), (model or {}).get("configFile")}
             files = {n: archive.read(n) for n in names
-                     if not n.endswith("/") and n != MANIFEST}
+                     if not n.endswith("/") and n != MANIFEST
+                     and (n.endswith(".py") or n in wanted)}
+            names = tuple(n for n in names if not n.endswith("/") and n != MANIFEST)
     except zipfile.BadZipFile:
         raise ConfigError(f"{path}: not a TorchServe model archive: not a zip file", _TIP) \
             from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {MANIFEST} is not valid JSON: {exc}", _TIP) from None
-    model = manifest.get("model") if isinstance(manifest, dict) else None
     if not isinstance(model, dict) or not model.get("handler"):
         raise ConfigError(f"{path}: {MANIFEST} names no model.handler", _TIP)
     runtime = str(manifest.get("runtime") or "python")
@@ -86,7 +92,7 @@ def read(path: Path) -> MarInfo:
     return MarInfo(path=path, model_name=str(model.get("modelName") or path.stem),
                    version=str(model.get("modelVersion") or "1.0"),
                    handler=str(model["handler"]), runtime=runtime,
-                   requirements=requirements, config=config, files=files)
+                   requirements=requirements, config=config, files=files, names=names)
 
 
 def read_config(path: Path) -> dict:

@@ -103,10 +103,15 @@ def test_name_defaults_to_the_file_stem(files):
     assert load(files, {"torchserve": {"mar": "archive.mar"}}).name == "mine"
 
 
-def test_a_mar_keeps_its_own_name_unless_one_is_given(files):
-    assert load(files, {"torchserve": {"mar": "archive.mar"}}).torchserve.model_name == "archive"
-    spec = load(files, {"torchserve": {"mar": "archive.mar", "model_name": "other"}})
-    assert spec.torchserve.model_name == "other" and not spec.torchserve.from_inputs
+def test_a_mar_keeps_its_own_name_and_refuses_another(files):
+    """TorchServe serves the name and version in the archive's manifest: a model_name or
+    version beside mar: would be ignored, so it is refused."""
+    spec = load(files, {"torchserve": {"mar": "archive.mar"}})
+    assert spec.torchserve.model_name == "archive" and not spec.torchserve.from_inputs
+    for field, value in (("model_name", "other"), ("version", "2.0")):
+        with pytest.raises(ConfigError) as refused:
+            load(files, {"torchserve": {"mar": "archive.mar", field: value}})
+        assert f"torchserve.{field}: with mar:, the archive's manifest" in refused.value.message
 
 
 def test_a_stock_handler_is_a_name_not_a_file(files):
@@ -294,8 +299,8 @@ def test_mar_option_serves_the_archive_as_it_is(cwd):
     spec = from_options(mar="archive.mar")
     assert (spec.name, spec.origin) == ("archive", "command line")
     assert spec.torchserve.mar == cwd / "archive.mar" and spec.triton is None
-    assert from_options(mar="archive.mar", model_name="renamed").torchserve.model_name == \
-        "renamed"
+    with pytest.raises(ConfigError, match="the archive's manifest names the model"):
+        from_options(mar="archive.mar", model_name="renamed")
 
 
 def test_handler_option_with_the_archiver_inputs(cwd):
