@@ -303,3 +303,37 @@ def test_launcher_reports_an_exit_before_ready(triton_nomodel_image):
     with launcher.launched(triton_nomodel_image, name_hint="byoc-test-faults") as running:
         with pytest.raises(ByocError, match="exited with code 1"):
             running.wait_ready(60)
+
+
+BATCH_ENV = {"torchserve": {"BYOC_BATCH_SIZE": "8", "BYOC_MAX_BATCH_DELAY_MS": "500"},
+             "triton": {}}  # Triton's classifier batches dynamically already
+
+
+@pytest.mark.parametrize("flavor", sorted(IMAGES))
+def test_c11_a_bad_request_fails_only_itself_in_a_batch(flavor, request):
+    """8 requests at once (the gpu variants batch 8), one of them bad: it gets its 400 JSON,
+    its batch-mates their predictions."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    image = request.getfixturevalue(IMAGES[flavor])
+    good = json.dumps({"instances": [[0, 0, 5, 13, 9, 1, 0, 0] * 8]}).encode()
+    bad = b'{"instances": [[1, 2, 3]]}'
+    bodies = [good] * 3 + [bad] + [good] * 4
+    with launcher.launched(image, env=BATCH_ENV[flavor], name_hint="byoc-test-faults") as running:
+        running.wait_ready()
+        requests.post(f"{running.url}/invocations", data=good, timeout=30,
+                      headers={"Content-Type": "application/json"})  # warm
+
+        def send(body):
+            return requests.post(f"{running.url}/invocations", data=body, timeout=30,
+                                 headers={"Content-Type": "application/json"})
+
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(send, bodies))
+        logs = running.logs()
+    statuses = [a.status_code for a in answers]
+    assert statuses == [200] * 3 + [400] + [200] * 4, (statuses, [a.text[:80] for a in answers])
+    assert "got shape (1, 3)" in answers[3].json()["error"]
+    assert all(len(a.json()["predictions"]) == 1 for i, a in enumerate(answers) if i != 3)
+    if flavor == "torchserve":
+        assert '"batchSize": 8' in logs  # TorchServe registered the model with batching on

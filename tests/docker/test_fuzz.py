@@ -9,8 +9,8 @@ request in ten is a good one, and must be answered 200 all along.
 
 Pass, per flavor: at least FUZZ_EXAMPLES requests sent, no 5xx, every answer JSON, every
 request answered (but one: a body shorter than its Content-Length whose sender then shuts
-its side of the connection down; aiohttp closes such a connection at once, and HTTP has
-no answer for a message that never ended), the container still running, the next good
+its side of the connection down; the front closes such a connection at once, and HTTP
+has no answer for a message that never ended), the container still running, the next good
 request 200, and the container's peak memory (its cgroup's max_usage_in_bytes, reset
 after warm-up) under its memory after warm-up plus MEMORY_BOUND_MIB. Hypothesis does not
 shrink here (phases: explicit and generate): every request runs, the failures are listed
@@ -19,9 +19,9 @@ with their kind, and the counts print.
     BYOC_FUZZ_EXAMPLES=20000 pytest tests/docker/test_fuzz.py -s   # a longer run
 
 Requests that break HTTP framing itself (control bytes in a header value, a Content-Length
-that is not a number, bytes after a `Connection: close` request) are answered by aiohttp's
-parser before the front's JSON errors: test_c11_broken_http_framing_gets_json_errors
-shows it (build/proposals/issue13-front.md).
+that is not a number, bytes after a `Connection: close` request) never reach a handler:
+test_c11_broken_http_framing_gets_json_errors checks the front's HTTP parser answers them
+4xx JSON too (aiohttp's answered text/plain; the front's own server, front_fast, JSON).
 """
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ def test_c11_c09_fuzzed_bad_requests_get_4xx_json(served):
         label = f"{req['kind']}/{req['transfer']} ({req['content_type']!r:.60})"
         if answer.status == 0:
             if req["transfer"] == "truncated" and answer.seconds < 5:
-                # The client ended its side mid-body: aiohttp closes such a connection
+                # The client ended its side mid-body: the front closes such a connection
                 # (asyncio's half-closed transport) and nothing can be answered.
                 outcomes["closed after a truncated body"] += 1
                 return
@@ -359,8 +359,6 @@ BROKEN_FRAMING = [
 ]
 
 
-@pytest.mark.xfail(reason="needs build/proposals/issue13-front.md (aiohttp's parser errors "
-                   "as JSON)", strict=True)
 @pytest.mark.parametrize("flavor", sorted(IMAGES))
 def test_c11_broken_http_framing_gets_json_errors(flavor, request):
     image = request.getfixturevalue(IMAGES[flavor])
