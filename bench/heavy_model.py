@@ -210,9 +210,10 @@ def summary(results: dict[str, list[Path]]) -> str:
         lines.append("")
         for run, doc in zip(runs, docs, strict=True):
             ratios = doc["summary"]["throughput_ratio_over_torchserve"]
-            parts = [f"{server} / TorchServe: " + ", ".join(f"{c} clients {r:.2f}"
-                                                            for c, r in per.items())
-                     for server, per in ratios.items()]
+            labels = {s["server"]: s["label"] for s in doc["servers"]}
+            parts = [f"{labels[server]} / TorchServe: " + ", ".join(
+                f"{c} clients {r:.2f}" for c, r in per.items())
+                for server, per in ratios.items()]
             lines.append(f"- {run} ({doc['date']}): " + "; ".join(parts))
         lines.append("")
     return "\n".join(lines)
