@@ -59,6 +59,7 @@ MISSING_FILE = [
     ("triton", "--variant", "cpu", "--config", "{missing}"),
     ("render", "torchserve", "--variant", "cpu", "--mar", "{missing}"),
     ("render", "triton", "--variant", "cpu", "--config", "{missing}"),
+    ("render", "torchserve", "--variant", "cpu", "--ca-cert", "{missing}"),
     ("package-model", "torchserve", "--variant", "cpu", "--mar", "{missing}",
      "--out", "{out}"),
     ("verify", "byoc-anything:1", "--model-tar", "{missing}", "--config", "{missing}"),
@@ -69,25 +70,14 @@ MISSING_FILE = [
 ]
 UNREADABLE_FILE = [
     ("torchserve", "--variant", "cpu", "--mar", "{garbage}"),
+    ("render", "torchserve", "--variant", "cpu", "--mar", "{folder}"),
+    ("torchserve", "--variant", "cpu", "--config", "{garbage}"),
+    ("compare", "--model", "{garbage}"),
     ("triton", "--variant", "cpu", "--model-repository", "{garbage}"),
     ("render", "torchserve", "--variant", "cpu", "--samples", "{garbage}"),
     ("package-model", "triton", "--variant", "cpu", "--model-repository", "{garbage}",
      "--out", "{out}"),
 ]
-# Known to end in a traceback or a wrong code today; each flips when its fix lands.
-PENDING = {
-    ("render", "torchserve", "--variant", "cpu", "--mar", "{folder}"):
-        "build/proposals/issue13-cli.md: byoc/model/mar.py opens a folder as a zip",
-    ("render", "torchserve", "--variant", "cpu", "--ca-cert", "{missing}"):
-        "build/proposals/issue13-cli.md: render ignores a --ca-cert that is missing",
-    ("torchserve", "--variant", "cpu", "--config", "{garbage}"):
-        "build/proposals/issue13-cli.md: byoc/config.py read_yaml on bytes that are not UTF-8",
-    ("compare", "--model", "{garbage}"):
-        "build/proposals/issue13-cli.md: byoc/model/describe.py load on bytes that are not "
-        "UTF-8",
-}
-
-
 def _args(case, files):
     return [part.format(**files) for part in case]
 
@@ -99,12 +89,6 @@ def test_a_missing_file_is_one_error_and_a_tip(case, files):
 
 @pytest.mark.parametrize("case", UNREADABLE_FILE, ids=" ".join)
 def test_an_unreadable_file_is_one_error_and_a_tip(case, files):
-    assert_one_error(cli(*_args(case, files)), USAGE)
-
-
-@pytest.mark.parametrize("case", list(PENDING), ids=" ".join)
-def test_pending_cli_fixes(case, files, request):
-    request.applymarker(pytest.mark.xfail(reason=PENDING[case], strict=True))
     assert_one_error(cli(*_args(case, files)), USAGE)
 
 
