@@ -34,11 +34,7 @@ def free_port() -> int:
     ("compare", "--no-build", "--torchserve-image", MISSING, "--servers", "torchserve",
      "--duration", "1"),
 ], ids=lambda a: a[0])
-def test_a_missing_image_is_usage(args, request):
-    if args[0] == "check":
-        request.applymarker(pytest.mark.xfail(reason="build/proposals/issue13-cli.md: check "
-                                              "exits 1, not 2, for a missing image",
-                                              strict=True))
+def test_a_missing_image_is_usage(args):
     assert_one_error(cli(*args), USAGE, MISSING)
 
 
@@ -89,9 +85,6 @@ def test_a_docker_daemon_that_accepts_and_never_answers(tmp_path):
     assert_one_error(result, ERROR, "Docker")
 
 
-@pytest.mark.xfail(reason="build/proposals/issue13-cli.md: byoc/verify/inputs.py opens a "
-                   "--model-tar that is not a gzip tar, or is empty, without a check",
-                   strict=True)
 @pytest.mark.parametrize("content", [b"not a tarball", None], ids=["garbage", "empty"])
 def test_verify_a_model_tar_it_cannot_read(content, torchserve_image, tmp_path):
     import tarfile

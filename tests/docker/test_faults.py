@@ -13,7 +13,8 @@ the container serving, one container per flavor takes the rows in turn.
 | worker/stub SIGKILLed mid-request| 5xx JSON at once; /ping 503  | 5xx JSON at once; container |
 |                                  | until the worker is back     | exits non-zero (2)          |
 | SIGTERM, requests in flight      | they complete, exit 0 < 30 s | they complete, exit 0 < 30 s|
-| model missing                    | exit 1, one ERROR line (4)   | exit 1, one ERROR line (4)  |
+| model missing                    | exit 1, one ERROR line;      | exit 1, one ERROR line;     |
+|                                  | verify fails (4)             | verify fails (4)            |
 | model corrupt                    | exit non-zero, one line (3)  | exit 1, one line; verify    |
 |                                  | verify fails                 | fails                       |
 | /dev/shm exhausted (Triton)      |                              | 5xx JSON at once naming     |
@@ -26,7 +27,8 @@ the container serving, one container per flavor takes the rows in turn.
     not healthy" for ever while /ping says 200 (strict xfail: issue13-triton-stub.md).
 (3) A .mar that is not an archive exits 1 at once; a .mar with broken weights makes
     TorchServe restart its worker for ever with /ping 503 (strict xfail: issue13-torchserve.md).
-(4) verify given an empty model.tar.gz ends in a traceback (strict xfail: issue13-cli.md).
+(4) verify given an empty model.tar.gz refuses it: "holds no model files" (exit 2); it
+    ended in a traceback before (issue13-cli.md, done).
 """
 
 from __future__ import annotations
@@ -203,8 +205,6 @@ def test_c04_model_missing_exits_nonzero_with_one_line(flavor, request, run_cli,
     assert len(errors) == 1 and "no model" in errors[0], errors
 
 
-@pytest.mark.xfail(reason="needs build/proposals/issue13-cli.md (verify of an empty "
-                   "model.tar.gz ends in a FileNotFoundError traceback)", strict=True)
 @pytest.mark.parametrize("flavor", sorted(IMAGES))
 def test_c04_verify_fails_on_a_missing_model(flavor, request, run_cli, tmp_path):
     image = request.getfixturevalue(NOMODEL[flavor])
