@@ -44,7 +44,7 @@ from byoc import launcher  # noqa: E402
 
 CLASSIFIER = {"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": "digits_classifier"}
 TRACE = ("--trace-config=triton,file=/tmp/trace.json --trace-config=level=TIMESTAMPS "
-         "--trace-config=rate=1 --trace-config=count=-1 --trace-config=triton,log-frequency=0")
+         "--trace-config=rate=1 --trace-config=count=-1 --trace-config=triton,log-frequency=100")
 
 
 def _targets(server: str) -> list[tuple[str, Target]]:
@@ -124,9 +124,14 @@ def triton_trace(args, data: Path) -> dict:
                             ("ensemble raw through front", Target("front", 8080, "/invocations",
                                                                   "instances.json"))):
             run_cell(running, target, 1, args, procs)
-            code, raw = running.container.exec_run(["cat", "/tmp/trace.json"])
-            running.container.exec_run(["sh", "-c", ": > /tmp/trace.json"])
-            out[row] = summarise_trace(json.loads(raw) if code == 0 and raw.strip() else [])
+            # Triton writes every 100 traces to /tmp/trace.json.N (log-frequency).
+            code, names = running.container.exec_run(["sh", "-c", "ls /tmp/trace.json.*"])
+            entries = []
+            for name in names.decode().split() if code == 0 else []:
+                raw = running.container.exec_run(["cat", name])[1]
+                entries += json.loads(raw) if raw.strip() else []
+            running.container.exec_run(["sh", "-c", "rm -f /tmp/trace.json.*"])
+            out[row] = summarise_trace(entries)
             print(f"triton trace {row}: {json.dumps(out[row])}", flush=True)
     finally:
         running.remove()
@@ -214,6 +219,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--old-runtime", default=OLD_RUNTIME)
     parser.add_argument("--image", action="append", default=[], help="SERVER=IMAGE")
+    parser.add_argument("--traces-only", action="store_true", help="only the servers' tracing")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     args.image = dict(item.split("=", 1) for item in args.image)
@@ -226,7 +232,7 @@ def main() -> int:
         data.chmod(0o755)
         front_rows.write_bodies(data)
         extract_runtimes(data, args.old_runtime)
-        for server in servers:
+        for server in servers if not args.traces_only else ():
             result["rows"] += round_trips(server, args, data)
         if "triton" in servers:
             result["traces"]["triton"] = triton_trace(args, data)
