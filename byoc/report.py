@@ -145,8 +145,10 @@ def _baseline_section(doc: dict) -> list[str]:
     if not b.get("measured"):
         return lines + [f"{b['note'][0].upper()}{b['note'][1:]}. The overheads below are "
                         "therefore not measured either.", ""]
-    same = {True: "; the images hold the same archive", False: "; the images hold "
-            "DIFFERENT archives, this one is timed", None: ""}[b.get("same_archive_in_images")]
+    same = {True: "; the images hold the same archive", None: "",
+            False: f"; the images' archives differ in "
+                   f"{', '.join(b.get('archive_differences') or [])}, this one is timed"}[
+        b.get("same_archive_in_images")]
     wrong = b.get("wrong_answers") or {}
     checked = (f"{b['answers_checked'] - len(wrong)} of {b['answers_checked']} sample answers "
                "correct in process")

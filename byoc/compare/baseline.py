@@ -30,19 +30,23 @@ def not_measured(reason: str) -> dict:
 
 
 def find_archive(model: ModelSpec, facts: dict, scratch: Path) -> tuple[Path | None, str,
-                                                                        bool | None]:
-    """(unpacked archive, where it came from, whether the images hold the same one)."""
+                                                                        list[str] | None]:
+    """(unpacked archive, where it came from, the files the images' archives do not share:
+    None with fewer than two images holding one)."""
     in_images = {server: f for server, f in facts.items() if f.archive is not None}
-    digests = {server: f.archive_digest() for server, f in in_images.items()}
-    same = len(set(digests.values())) == 1 if len(digests) > 1 else None
+    differences = None
+    if len(in_images) > 1:
+        first, *others = [f.archive_files() for f in in_images.values()]
+        differences = sorted({name for other in others
+                              for name in facts_mod.archive_differences(first, other)})
     for server in ("torchserve", "triton-mar"):
         if server in in_images:
             found = in_images[server]
-            return found.archive, f"the {server} image ({found.reference})", same
+            return found.archive, f"the {server} image ({found.reference})", differences
     if model.torchserve is not None and model.torchserve.mar is not None:
         folder = facts_mod.unpack_mar(model.torchserve.mar, scratch / "baseline-mar")
-        return folder, str(model.torchserve.mar), same
-    return None, "", same
+        return folder, str(model.torchserve.mar), differences
+    return None, "", differences
 
 
 def failure(output: str) -> str:
@@ -65,7 +69,9 @@ def batch_sizes(concurrency: tuple[int, ...], server_batches: list[int]) -> list
 def measure(model: ModelSpec, facts: dict, samples_dir: Path, chosen: list[str],
             concurrency: tuple[int, ...], server_batches: list[int], gpu: bool,
             scratch: Path, console: Console) -> dict:
-    archive, origin, same = find_archive(model, facts, scratch)
+    archive, origin, differences = find_archive(model, facts, scratch)
+    sameness = {"same_archive_in_images": None if differences is None else not differences,
+            "archive_differences": differences or []}
     if archive is None:
         return not_measured("the model has no TorchServe archive to call in process (a "
                             "Triton repository's backends run only inside tritonserver)")
@@ -88,14 +94,14 @@ def measure(model: ModelSpec, facts: dict, samples_dir: Path, chosen: list[str],
         reason = failure(exc.message)
         console.warn(f"in-process baseline not measured: {reason}")
         return {**not_measured(f"the in-process run failed ({reason})"),
-                "archive_origin": origin, "same_archive_in_images": same}
+                "archive_origin": origin, **sameness}
     result = json.loads(result_path.read_text())
     if result["wrong_answers"]:
         name, why = next(iter(result["wrong_answers"].items()))
         console.warn(f"in process, {len(result['wrong_answers'])} of "
                      f"{result['answers_checked']} samples got a wrong answer ({name}: {why})")
-    if same is False:
-        console.warn("the images hold different archives; the baseline times the one from "
-                     f"{origin}")
-    return {"measured": True, "archive_origin": origin, "same_archive_in_images": same,
+    if differences:
+        console.warn(f"the images' archives differ in {', '.join(differences)}; the baseline "
+                     f"times the one from {origin}")
+    return {"measured": True, "archive_origin": origin, **sameness,
             **result}

@@ -39,8 +39,8 @@ class ImageFacts:
     def model_kind(self) -> str | None:
         return self.labels.get("dev.byoc.model-kind")
 
-    def archive_digest(self) -> str | None:
-        return archive_digest(self.archive) if self.archive else None
+    def archive_files(self) -> dict[str, str] | None:
+        return archive_files(self.archive) if self.archive else None
 
 
 def untar(data: bytes, into: Path) -> Path:
@@ -78,15 +78,26 @@ def find_archive(store: Path, scratch: Path) -> Path | None:
     return hosted[0].parent.parent if hosted else None
 
 
-def archive_digest(folder: Path) -> str:
-    """Over every file of an unpacked archive, by name: the same files give the same
-    digest whether they came zipped (.mar) or unpacked (the Triton host)."""
-    digest = hashlib.sha256()
+def archive_files(folder: Path) -> dict[str, str]:
+    """sha256 of every file of an unpacked archive, by name, so the same archive compares
+    equal whether it came zipped (.mar) or unpacked (the Triton host). The manifest's
+    createdOn is left out: torch-model-archiver stamps each archiving with the time."""
+    out = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()
                        and "__pycache__" not in p.parts and p.suffix != ".pyc"):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+        name = str(path.relative_to(folder))
+        data = path.read_bytes()
+        if name == mar.MANIFEST:
+            manifest = json.loads(data)
+            manifest.pop("createdOn", None)
+            data = json.dumps(manifest, sort_keys=True).encode()
+        out[name] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def archive_differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    """The files two archives do not share byte for byte (or at all), by name."""
+    return sorted(name for name in set(a) | set(b) if a.get(name) != b.get(name))
 
 
 def archive_config(archive: Path | None) -> dict:

@@ -108,7 +108,7 @@ def test_baseline_ratios_and_overheads(compared):
     _, _, doc = compared
     baseline = doc["baseline"]
     assert baseline["measured"] and baseline["wrong_answers"] == {}
-    assert baseline["same_archive_in_images"] is True
+    assert baseline["same_archive_in_images"] is True and baseline["archive_differences"] == []
     assert baseline["request"]["p50_us"] > 0 and [b["batch"] for b in baseline["batches"]] \
         == [1, 4]
     summary = doc["summary"]

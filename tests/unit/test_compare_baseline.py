@@ -87,6 +87,15 @@ def test_archives_from_either_image_are_the_same_files(tiny, tmp_path):
     (hosted / "__pycache__").mkdir()
     (hosted / "__pycache__" / "x.pyc").write_bytes(b"compiled")
     assert facts.find_archive(tmp_path / "host", tmp_path / "b") == hosted
-    assert facts.archive_digest(from_mar) == facts.archive_digest(hosted)
+    assert facts.archive_files(from_mar) == facts.archive_files(hosted)
+    # archived again later: only torch-model-archiver's timestamp differs, and it is ignored
+    manifest = hosted / "MAR-INF" / "MANIFEST.json"
+    stamped = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**stamped, "createdOn": "01/01/2030 00:00:00"}))
+    assert facts.archive_differences(facts.archive_files(from_mar),
+                                     facts.archive_files(hosted)) == []
+    (hosted / "metrics.json").write_text("{}")
+    assert facts.archive_differences(facts.archive_files(from_mar),
+                                     facts.archive_files(hosted)) == ["metrics.json"]
     assert facts.archive_config(hosted) == {}
     assert baseline.batch_sizes((1, 8, 128), [16, 1]) == [1, 8, 16, 64]

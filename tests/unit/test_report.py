@@ -191,3 +191,11 @@ def test_write_all_three_files(tmp_path, measured):
     written = report.write(make_doc(measured=measured), tmp_path / "out")
     assert [p.name for p in written] == ["compare.md", "compare.json", "compare.png"]
     assert (tmp_path / "out" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_archives_that_differ_are_named():
+    doc = make_doc()
+    doc["baseline"].update(same_archive_in_images=False,
+                           archive_differences=["MAR-INF/MANIFEST.json", "metrics.json"])
+    assert "the images' archives differ in MAR-INF/MANIFEST.json, metrics.json, this one " \
+           "is timed" in report.markdown(doc)
