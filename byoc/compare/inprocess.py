@@ -14,7 +14,7 @@ directory out of byoc, and gives torch the default threads a fresh worker gets (
 TorchServe, Triton's Python backend nor byoc's runtime sets them).
 
 Timed single-threaded on the same bodies the servers get, round robin: the whole request
-at batch 1, the handler at each batch size the servers can form, and, for a handler class
+at batch 1 and at each larger batch size the servers can form, and, for a handler class
 with preprocess/inference/postprocess (TorchServe's BaseHandler shape), each stage alone."""
 
 from __future__ import annotations
@@ -178,14 +178,14 @@ class Timing:
             if problem:
                 wrong[p["name"]] = problem
         cycle = RoundRobin(self.payloads)
-        result = {"answers_checked": len(self.payloads), "wrong_answers": wrong,
-                  "request": self.timed(lambda: self.loaded.answer(cycle.next()))}
-        rows = []
-        for batch in batch_sizes:
+        request = self.timed(lambda: self.loaded.answer(cycle.next()))
+        rows = [{**request, "batch": 1, "per_row_us": request["p50_us"]}]
+        for batch in [b for b in batch_sizes if b > 1]:
             stats = self.timed(lambda batch=batch: self.loaded.answer(cycle.next(batch)))
             rows.append({**stats, "batch": batch,
                          "per_row_us": round(stats["p50_us"] / batch, 2)})
-        return {**result, "batches": rows, "stages": self.stages()}
+        return {"answers_checked": len(self.payloads), "wrong_answers": wrong,
+                "request": request, "batches": rows, "stages": self.stages()}
 
     def stages(self) -> dict:
         """preprocess, inference and postprocess timed alone on one request each, with the

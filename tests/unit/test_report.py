@@ -124,8 +124,8 @@ def test_model_images_and_baseline_sections():
     rows = table_rows(text, "In-process baseline: the model's own cost")
     assert [r[0] for r in rows] == [
         "preprocess (decode), alone", "inference (model), alone",
-        "postprocess (encode), alone", "handler, batch 1", "handler, batch 8",
-        "**whole request** (framing + handle + answer frame)"]
+        "postprocess (encode), alone", "**whole request**, batch 1",
+        "whole request, batch 8"]
     assert rows[4][4] == "25.0" and all(all(cell for cell in row) for row in rows)
     assert "2 torch threads" in text and "6 of 6 sample answers correct" in text
 
