@@ -21,12 +21,13 @@ the container serving, one container per flavor takes the rows in turn.
 |                                  |                              | shared memory; at start:    |
 |                                  |                              | exit 1 naming it            |
 
-(1) TorchServe answers a handler exception 503 "Prediction failed"; the front passes it on
-    (strict xfail: build/proposals/issue13-torchserve.md).
-(2) Triton 2.51 does not restart a dead Python stub: the model answers 500 "Stub process is
-    not healthy" for ever while /ping says 200 (strict xfail: issue13-triton-stub.md).
+(1) TorchServe answers a handler exception 503 "Prediction failed"; the adapter makes it
+    500, as the Triton host answers it.
+(2) Triton 2.51 does not restart a dead Python stub (the model answers 500 "Stub process is
+    not healthy" for ever while its ready endpoint says 200): the adapter treats it as fatal,
+    that request gets 503 JSON and the container exits 1 so SageMaker replaces it.
 (3) A .mar that is not an archive exits 1 at once; a .mar with broken weights makes
-    TorchServe restart its worker for ever with /ping 503 (strict xfail: issue13-torchserve.md).
+    TorchServe restart its worker for ever: after 3 workers died loading it, exit 1.
 (4) verify given an empty model.tar.gz refuses it: "holds no model files" (exit 2); it
     ended in a traceback before (issue13-cli.md, done).
 """
@@ -120,9 +121,6 @@ def faulty(request, fault_tars):
 def test_c11_handler_raises_500_json_and_keeps_serving(faulty, request):
     flavor, running = faulty
     wait_ping(running.url, 200, 90)
-    if flavor == "torchserve":
-        request.applymarker(pytest.mark.xfail(
-            reason="needs build/proposals/issue13-torchserve.md (503 -> 500)", strict=True))
     status, body, took = fault(running.url, "raise")
     after, answer, _ = fault(running.url, None)
     assert (after, answer.get("ok")) == (200, True)
@@ -158,8 +156,6 @@ def test_c04_c06_worker_killed_mid_request(faulty, request):
         back = wait_ping(running.url, 200, 90)
         assert fault(running.url, None)[0] == 200, f"not serving {back:.1f}s after recovery"
         return
-    request.applymarker(pytest.mark.xfail(
-        reason="needs build/proposals/issue13-triton-stub.md", strict=True))
     deadline = time.monotonic() + 30
     while running.status() == "running" and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -246,10 +242,6 @@ def corrupt_model(flavor: str, image: str, into: Path, how: str) -> Path:
                                          ("triton", "weights")])
 def test_c04_corrupt_model_exits_nonzero_and_verify_fails(flavor, how, request, run_cli,
                                                          tmp_path):
-    if (flavor, how) == ("torchserve", "weights"):
-        request.applymarker(pytest.mark.xfail(
-            reason="needs build/proposals/issue13-torchserve.md (a model that never loads)",
-            strict=True))
     image = request.getfixturevalue(IMAGES[flavor])
     nomodel = request.getfixturevalue(NOMODEL[flavor])
     broken = corrupt_model(flavor, image, tmp_path, how)

@@ -56,7 +56,7 @@ IMAGES = {"torchserve": "torchserve_image", "triton": "triton_image"}
 # refuses them itself (build/proposals/issue13-triton-kserve.md), such answers are counted
 # apart here and test_c11_triton_malformed_kserve_v2_gets_400 fails on them (strict xfail).
 # Remove this with that test's xfail marker.
-PENDING_TRITON_KSERVE = True
+PENDING_TRITON_KSERVE = False  # the adapter refuses malformed KServe v2 itself now
 KSERVE_PARSE_ERRORS = (b"Unable to parse", b"failed to parse the request JSON",
                        b"attempt to access non-existing")
 GOOD_ROW = [0, 0, 5, 13, 9, 1, 0, 0] * 8
@@ -385,7 +385,6 @@ MALFORMED_KSERVE = [
 ]
 
 
-@pytest.mark.xfail(reason="needs build/proposals/issue13-triton-kserve.md", strict=True)
 def test_c11_triton_malformed_kserve_v2_gets_400(triton_image):
     with launcher.launched(triton_image, name_hint="byoc-test-fuzz") as running:
         running.wait_ready()

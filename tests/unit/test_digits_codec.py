@@ -224,10 +224,11 @@ ERROR_CASES = [
      "at most 8"),
     (b'{"instances": [[' + b"1" * 5000 + b"]]}", "application/json", 400, "more than 40 digits"),
     (b'{"instances": [[0.' + b"1" * 41 + b"]]}", "application/json", 400, "more than 40 digits"),
-    (b'{"instances": [' + b"0," * 270_000 + b"0]}", "application/json", 400, "262144 values"),
-    (json_bytes({"instances": [[0]] * 4097}), "application/json", 400, "4097 instances"),
-    (npy_bytes(np.zeros((4097, 64), dtype=np.uint8)), "application/x-npy", 400,
-     "more than 262144 values"),
+    (b'{"instances": [[' + b"0," * 2_200_000 + b"0]]}", "application/json", 400,
+     "2097152 values"),
+    (json_bytes({"instances": [[0]] * 32769}), "application/json", 400, "32769 instances"),
+    (npy_bytes(np.zeros((32769, 64), dtype=np.uint8)), "application/x-npy", 400,
+     "more than 2097152 values"),
     (b"not npy", "application/x-npy", 400, "not a valid .npy array"),
     (npy_bytes(np.zeros((2, 64)))[:-8], "application/x-npy", 400, "shorter than"),
     (npy_header_only((10**12, 64), "<f8"), "application/x-npy", 400, "shorter than"),
@@ -337,9 +338,17 @@ def test_brackets_and_digits_inside_json_strings_are_not_counted() -> None:
 
 def test_the_largest_request_allowed_still_decodes() -> None:
     rows = [[16] * 64] * digits_codec.MAX_INSTANCES
-    assert decode(json_bytes({"instances": rows}), "application/json").shape == (4096, 64)
+    assert decode(json_bytes({"instances": rows}), "application/json").shape == (32768, 64)
     array = np.zeros((digits_codec.MAX_INSTANCES, 8, 8), dtype=np.uint8)
-    assert decode(npy_bytes(array), "application/x-npy").shape == (4096, 64)
+    assert decode(npy_bytes(array), "application/x-npy").shape == (32768, 64)
+
+
+def test_c09_a_6_mib_request_of_valid_digits_is_within_the_limits() -> None:
+    """The contract's 6 MiB must be servable: the cap sits above what 6 MiB can hold."""
+    rows = (6 * 1024 * 1024 - 256) // (64 * 4)
+    body = npy_bytes(np.ones((rows, 64), dtype=np.float32))
+    assert len(body) <= 6 * 1024 * 1024
+    assert decode(body, "application/x-npy").shape == (rows, 64)
 
 
 def test_json_depth_is_checked_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:

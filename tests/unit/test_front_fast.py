@@ -21,6 +21,7 @@ from byoc_runtime import front_fast
 from byoc_runtime.front import (
     CUSTOM_ATTRIBUTES,
     INFERENCE_ID,
+    BackendFatal,
     ClientFault,
     Reply,
     Upstream,
@@ -255,14 +256,32 @@ def test_a_typed_answer_keeps_its_type_and_json_is_labelled_json():
         "Content-Type"] == "application/json"
 
 
-@pytest.mark.xfail(reason="bug: model descriptions admit wildcard content types (image/*, "
-                          "describe._MEDIA_TYPE), but the front matches the declared list "
-                          "exactly, so a model declaring image/* refuses image/png with 415",
-                   strict=True)
 def test_c07_a_declared_wildcard_type_admits_its_subtypes():
     settings = dataclasses.replace(SETTINGS, accept_content_types=("image/*",
                                                                    "application/json"))
     assert invoke(settings=settings, headers={"Content-Type": "image/png"}).status == 200
+    refused = invoke(settings=settings, headers={"Content-Type": "text/plain"})
+    assert_json_error(refused, 415, "text/plain")
+
+
+class DyingBackend(FakeBackend):
+    def upstream(self, body, content_type, headers):
+        raise BackendFatal("stub 'm_0_0' is not healthy")
+
+
+def test_c06_a_fatal_backend_answers_503_and_tells_the_supervisor():
+    """A server that cannot serve again: that request 503 JSON, /ping 503, and the
+    supervisor's fatal event set (serve then exits 1 so SageMaker replaces it)."""
+    async def scenario(http, url, front):
+        answered = await fetch(http, "POST", f"{url}/invocations", data=PREDICTION,
+                               headers=JSON)
+        pinged = await fetch(http, "GET", f"{url}/ping")
+        return answered, pinged, front.fatal.is_set(), front.fatal_reason
+
+    answered, pinged, fatal, reason = run(scenario, DyingBackend())
+    assert_json_error(answered, 503, "not healthy")
+    assert_json_error(pinged, 503)
+    assert fatal and "not healthy" in reason
 
 
 def test_c07_error_answers_are_not_turned_into_406():

@@ -324,6 +324,34 @@ def test_invoke_normalises_torchserve_errors(server):
                                                            "status": 503})
 
 
+def test_c11_a_handler_exception_is_500_not_503(server):
+    """TorchServe answers a handler's exception 503 ("unavailable, retry"): it is a fault
+    of this request, so 500, as the Triton host of archives answers it."""
+    raw = b'{"code": 503, "type": "InternalServerException", "message": "Prediction failed"}'
+    reply = asyncio.run(server.invoke(FakeSession(FakeResponse(503, raw)), b"{}",
+                                      "application/json", {}))
+    assert (reply.status, json.loads(reply.body)["error"]) == (500, "Prediction failed")
+
+
+def test_c04_c06_a_model_whose_workers_keep_dying_while_loading_is_fatal(server):
+    """TorchServe restarts a worker that fails to load for ever; after LOAD_ATTEMPTS died
+    the adapter gives up, so the container exits and SageMaker replaces it."""
+    for pid in range(100, 100 + torchserve.LOAD_ATTEMPTS):
+        described = [{"workers": [{"status": "WORKER_STARTED", "pid": pid}]}]
+        assert asyncio.run(server.ready(FakeSession(FakeResponse(200, described))))[0] is False
+    described = [{"workers": [{"status": "WORKER_STARTED", "pid": 999}]}]
+    with pytest.raises(torchserve.BackendFatal, match="failed to load"):
+        asyncio.run(server.ready(FakeSession(FakeResponse(200, described))))
+
+
+def test_a_worker_restarting_after_the_model_was_ready_is_not_fatal(server):
+    ready = [{"workers": [{"status": "READY", "pid": 1}]}]
+    assert asyncio.run(server.ready(FakeSession(FakeResponse(200, ready))))[0]
+    for pid in range(2, 10):  # a killed worker coming back: /ping 503 until READY again
+        described = [{"workers": [{"status": "WORKER_STARTED", "pid": pid}]}]
+        assert asyncio.run(server.ready(FakeSession(FakeResponse(200, described))))[0] is False
+
+
 def _log_config(level: str) -> str:
     from byoc_runtime.settings import from_env
 

@@ -445,7 +445,8 @@ def test_c07_a_raw_body_to_a_kserve_only_model_is_415_naming_kserve(repository):
 def test_kserve_v2_json_goes_to_triton_as_it_is(repository, config):
     backend = make({})
     backend.model_config = config
-    body = b'{"inputs": [{"name": "INPUT", "shape": [1, 64], "datatype": "FP32"}]}'
+    body = (b'{"inputs": [{"name": "INPUT", "shape": [1, 2], "datatype": "FP32", '
+            b'"data": [0, 1]}]}')
     session = _FakeSession()
     session.post = lambda url, data, headers: (setattr(session, "sent", (url, data, headers))
                                                or _FakeResponse(200, b'{"outputs": []}', {}))
@@ -462,10 +463,66 @@ def test_binary_tensors_pass_with_their_header_size(repository):
     session.post = lambda url, data, headers: (
         setattr(session, "sent", (url, data, headers))
         or _FakeResponse(200, b"{}xxxx", {"Inference-Header-Content-Length": "2"}))
-    reply = asyncio.run(backend.invoke(session, b"{}abcd",
-                                       f"{triton.BINARY_JSON};json-header-size=2", {}))
-    assert session.sent[2] == {"Inference-Header-Content-Length": "2"}
+    header = (b'{"inputs":[{"name":"INPUT","shape":[1],"datatype":"FP32",'
+              b'"parameters":{"binary_data_size":4}}]}')
+    reply = asyncio.run(backend.invoke(session, header + b"abcd",
+                                       f"{triton.BINARY_JSON};json-header-size={len(header)}",
+                                       {}))
+    assert session.sent[2] == {"Inference-Header-Content-Length": str(len(header))}
     assert reply.content_type == f"{triton.BINARY_JSON};json-header-size=2"
+
+
+@pytest.mark.parametrize("body, fault", [
+    (b'{"inputs": [{"shape": [1], "datatype": "BYTES", "data": ["x"]}]}', '"name"'),
+    (b'{"inputs": [{"name": "P", "shape": [1], "data": ["x"]}]}', '"datatype"'),
+    (b'{"inputs": [{"name": "P", "shape": [1.5], "datatype": "FP32", "data": [0]}]}',
+     "whole numbers"),
+    (b'{"inputs": [{"name": "P", "shape": [1], "datatype": "FP32"}]}', 'one of "data"'),
+    (b'{"inputs": [7]}', "not an object"),
+    (b'{"inputs": [], "outputs": [{"nom": "x"}]}', '"outputs"'),
+])
+def test_c11_malformed_kserve_v2_is_400_before_triton(repository, body, fault):
+    """Triton answers 500 to KServe v2 JSON it cannot parse; the adapter refuses it first."""
+    backend = make({})
+    backend.model_config = TENSOR_CONFIG
+    with pytest.raises(triton.ClientFault) as caught:
+        backend.upstream(body, "application/json", {})
+    assert caught.value.status == 400 and fault in str(caught.value)
+
+
+def test_c11_json_for_a_kserve_only_model_is_checked_as_kserve(repository):
+    backend = make({})
+    backend.model_config = TENSOR_CONFIG
+    for body in (b'{"instances": [1]}', b"[1, 2]", b'{"inputs": "x"}', b'{"inputs": [1'):
+        with pytest.raises(triton.ClientFault) as caught:
+            backend.upstream(body, "application/json", {})
+        assert caught.value.status == 400, body
+
+
+@pytest.mark.parametrize("header, size, fault", [
+    (b"{]}}xxxx", 4, "not valid JSON"), (b"{}", 2, '"inputs" list'),
+    (b"{}", 9, "larger than the body")])
+def test_c11_malformed_binary_header_is_400(repository, header, size, fault):
+    backend = make({})
+    backend.model_config = TENSOR_CONFIG
+    with pytest.raises(triton.ClientFault) as caught:
+        backend.upstream(header, f"{triton.BINARY_JSON};json-header-size={size}", {})
+    assert caught.value.status == 400 and fault in str(caught.value)
+
+
+@pytest.mark.parametrize("message, status", [
+    ("Unable to parse 'name'", 400), ("failed to parse the request JSON buffer", 400),
+    ("Failed to increase the shared memory pool size for key 'x': No space left", 507),
+    ("something else broke", 500)])
+def test_tritons_500_mapped_by_what_it_says(message, status):
+    reply = triton._native_answer(500, {}, json.dumps({"error": message}).encode())
+    assert reply.status == status
+
+
+def test_c06_a_dead_python_stub_is_fatal():
+    """Triton 2.51 never restarts a stub that died and keeps the model 'ready'."""
+    with pytest.raises(triton.BackendFatal, match="not healthy"):
+        triton._native_answer(500, {}, b'{"error": "Stub process \'m_0_0\' is not healthy."}')
 
 
 def test_tritons_own_errors_are_json_errors(repository):

@@ -15,6 +15,12 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
 
 
+class BackendFatal(RuntimeError):
+    """The server behind cannot serve again (a stub that died for good, a model that never
+    loads): the front answers 503 and the supervisor stops the container, exit 1, so
+    SageMaker replaces it (C04, C06)."""
+
+
 class ClientFault(ValueError):
     """A backend adapter's verdict that the request itself is wrong: a 4xx (400 unless
     said) with the message and any extra fields, such as the supported types."""

@@ -26,6 +26,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
 from .front import (
     CUSTOM_ATTRIBUTES,
     INFERENCE_ID,
+    BackendFatal,
     ClientFault,
     accepts,
     forwarded_headers,
@@ -40,6 +41,12 @@ log = logging.getLogger("byoc.front")
 
 PING_CACHE_S = 0.5
 JSON_TYPE = {"Content-Type": "application/json"}
+
+
+def admitted(content_type: str, supported: tuple[str, ...]) -> bool:
+    """A declared image/* or */* admits its subtypes (a model may declare wildcards)."""
+    major = content_type.split("/", 1)[0]
+    return content_type in supported or f"{major}/*" in supported or "*/*" in supported
 
 
 def json_error(status: int, message: str, **extra) -> Response:
@@ -71,15 +78,35 @@ class FastFront:
         self._ready_once = False
         self._started = time.monotonic()
         self.backend_alive = True  # the supervisor clears it when the server exits
+        self.fatal = asyncio.Event()  # set with fatal_reason when the backend cannot recover
+        self.fatal_reason = ""
+        self._watch: asyncio.Task | None = None
+
+    def _give_up(self, reason: str) -> Response:
+        if not self.fatal.is_set():
+            self.fatal_reason = reason
+            self.backend_alive = False
+            self.fatal.set()
+        return json_error(503, f"{self.backend.name} cannot serve: {reason}")
+
+    async def _watch_startup(self) -> None:
+        """Until the model is first ready, ask the adapter every second even when nobody
+        pings, so a model that never loads ends the container (not only /ping 503)."""
+        while not self._ready_once and not self.fatal.is_set():
+            await self.ping()
+            await asyncio.sleep(1.0)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, host: str = "0.0.0.0", port: int | None = None) -> None:
         self.session = ClientSession(connector=TCPConnector(limit=8, keepalive_timeout=60),
                                      timeout=ClientTimeout(total=self.settings.timeout_s + 5))
         await self.server.listen(host, self.settings.port if port is None else port)
+        self._watch = asyncio.ensure_future(self._watch_startup())
 
     async def stop(self, grace_s: float) -> None:
         """SIGTERM: stop accepting, let requests in flight finish within grace_s (C02)."""
+        if self._watch is not None:
+            self._watch.cancel()
         await self.server.drain(grace_s)
         self.pool.close()
         if self.session is not None:
@@ -126,7 +153,7 @@ class FastFront:
     def _unsupported(self, request: Request) -> Response | None:
         content_type = media_type(request.headers.get("Content-Type"))
         supported = self.backend.supported_content_types(self.settings.accept_content_types)
-        if supported is not None and content_type not in supported:
+        if supported is not None and not admitted(content_type, supported):
             return json_error(415, f"unsupported Content-Type {content_type or '(none)'!r}",
                               supported=list(supported))
         return None
@@ -140,6 +167,8 @@ class FastFront:
             try:
                 self._ping_state = await asyncio.wait_for(
                     self.backend.ready(self.session), timeout=1.5)
+            except BackendFatal as exc:
+                return self._give_up(str(exc))
             except (asyncio.TimeoutError, ClientError, OSError) as exc:
                 self._ping_state = (False, f"{self.backend.name} not answering: "
                                            f"{type(exc).__name__}")
@@ -176,6 +205,9 @@ class FastFront:
             reply = call.answer(status, answer_headers, raw)
         except ClientFault as exc:
             return json_error(exc.status, str(exc), **exc.extra)
+        except BackendFatal as exc:
+            log.error("%s cannot serve any more: %s", self.backend.name, exc)
+            return self._give_up(str(exc))
         except UpstreamTimeout:
             log.warning("invocation timed out after %d s", settings.timeout_s)
             return json_error(504, f"the model did not answer within {settings.timeout_s} s "

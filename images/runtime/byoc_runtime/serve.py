@@ -88,7 +88,16 @@ async def supervise(flavor: str) -> int:
 
     server_exit = loop.run_in_executor(None, proc.wait)
     stop_wait = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait({server_exit, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    fatal_wait = asyncio.ensure_future(front.fatal.wait())
+    done, _ = await asyncio.wait({server_exit, stop_wait, fatal_wait},
+                                 return_when=asyncio.FIRST_COMPLETED)
+
+    if fatal_wait in done and server_exit not in done:
+        log.error("%s: %s; stopping the container so SageMaker replaces it", backend.name,
+                  front.fatal_reason)
+        await front.stop(0)
+        await loop.run_in_executor(None, _stop_process_group, proc, STOP_GRACE_S)
+        return 1
 
     if server_exit in done:
         front.backend_alive = False
@@ -99,10 +108,11 @@ async def supervise(flavor: str) -> int:
         return code if code else 1
 
     log.info("SIGTERM: draining requests and stopping %s", backend.name)
+    signalled = time.monotonic()
     await front.stop(FRONT_DRAIN_S)  # stops accepting, lets in-flight requests finish
     code = await loop.run_in_executor(None, _stop_process_group, proc, STOP_GRACE_S)
     log.info("%s stopped (code %s) %.1f s after SIGTERM", backend.name, code,
-             time.monotonic() - started)
+             time.monotonic() - signalled)
     return 0
 
 

@@ -19,12 +19,15 @@ from aiohttp import ClientSession
 from multidict import CIMultiDict
 
 from ..check_model import check_archive
-from ..front import Reply, Upstream, error_reply, invoke
+from ..front import BackendFatal, Reply, Upstream, error_reply, invoke
 from ..settings import Settings
 
 MODEL_DIR = Path("/opt/ml/model")  # where SageMaker extracts ModelDataUrl
 BAKED_STORE = Path("/opt/byoc/model-store")  # the model built into the image
 WORK_DIR = Path("/tmp/byoc-torchserve")  # scratch; /opt/ml/model is read-only
+
+
+LOAD_ATTEMPTS = 3  # workers that may die loading the model before the container gives up
 
 
 class ModelLayoutError(RuntimeError):
@@ -104,6 +107,8 @@ class Backend:
         self.store = find_model_store()
         self.mar = pick_model(self.store, env.get("BYOC_DEFAULT_MODEL_NAME"))
         self.model, self.version = mar_manifest(self.mar)
+        self.ever_ready = False
+        self.loading_pids: set[int] = set()  # workers seen while the model never loaded
         # TorchServe also opens two gRPC ports; they get loopback ports in the safe range too.
         (self.inference_port, self.management_port, self.metrics_port,
          self.grpc_inference_port, self.grpc_management_port) = settings.internal_ports(5)
@@ -203,7 +208,17 @@ class Backend:
         workers = described[0].get("workers", []) if described else []
         states = [w.get("status") for w in workers]
         if "READY" in states:
+            self.ever_ready = True
             return True, "ready"
+        if not self.ever_ready:
+            # TorchServe restarts a worker whose model fails to load for ever, with back-off;
+            # after LOAD_ATTEMPTS workers died loading it, it will not load (C04, C06).
+            self.loading_pids |= {w.get("pid") for w in workers
+                                  if isinstance(w.get("pid"), int) and w.get("pid") > 0}
+            if len(self.loading_pids) > LOAD_ATTEMPTS:
+                raise BackendFatal(f"model {self.model} failed to load: "
+                                   f"{len(self.loading_pids) - 1} workers died loading it "
+                                   "(the handler's error is in the log above)")
         return False, f"no READY worker for {self.model} ({', '.join(states) or 'none'})"
 
     def upstream(self, body: bytes, content_type: str, headers: dict[str, str]) -> Upstream:
@@ -218,6 +233,10 @@ class Backend:
 
 
 def _answer(status: int, headers, raw: bytes) -> Reply:
+    if status == 503 and b"Prediction failed" in raw:
+        # TorchServe answers a handler's exception 503 ("unavailable, retry"); it is a
+        # server fault of this request: 500, as the Triton host says it (C11).
+        return error_reply(500, raw)
     if status >= 400:
         return error_reply(status, raw)
     # No Content-Type unless the handler set one: the front labels it (label_untyped).

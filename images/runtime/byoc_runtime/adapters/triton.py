@@ -37,7 +37,7 @@ from pathlib import Path
 from aiohttp import ClientSession
 from multidict import CIMultiDict
 
-from ..front import ClientFault, Reply, Upstream, error_reply, invoke, media_type
+from ..front import BackendFatal, ClientFault, Reply, Upstream, error_reply, invoke, media_type
 from ..settings import Settings, SettingsError
 from .triton_repository import (  # noqa: F401  (check_model: the build-time check)
     BAKED_REPOSITORY,
@@ -270,9 +270,16 @@ class Backend:
         kind = media_type(content_type)
         if kind == BINARY_JSON:
             size = _json_header_size(content_type)
+            _check_binary_header(body, size)
             return Upstream(self.infer_path, {"Inference-Header-Content-Length": str(size)},
                             body, _native_answer)
-        if kind == "application/json" and _is_kserve_v2(body):
+        document = _kserve_v2(body) if kind == "application/json" else None
+        if document is None and kind == "application/json" and not self.raw_body:
+            document = _json_document(body)  # JSON for a KServe-only model is KServe v2
+        if document is not None:
+            fault = kserve_fault(document)
+            if fault:
+                raise ClientFault(f"malformed KServe v2 request: {fault}")
             return Upstream(self.infer_path, {"Content-Type": "application/json"}, body,
                             _native_answer)
         if not self.raw_body:
@@ -309,7 +316,6 @@ class Backend:
 
 
 SHM_DIR = "/dev/shm"
-OUT_OF_SHM = b"shared memory"  # "Failed to increase the shared memory pool size ..."
 
 
 def shm_request_cap(shm_dir: str = SHM_DIR) -> int | None:
@@ -322,10 +328,55 @@ def shm_request_cap(shm_dir: str = SHM_DIR) -> int | None:
 
 
 def _server_error(status: int, raw: bytes) -> Reply:
-    # A stub that cannot grow its shared memory is out of memory, not a crash (C12: 507).
-    if status == 500 and OUT_OF_SHM in raw:
-        status = 507
+    message = json.loads(error_reply(status, raw).body)["error"]
+    if "Stub process" in message and "is not healthy" in message:
+        # Triton 2.51 never restarts a Python stub that died, and keeps saying the model is
+        # ready: nothing but a new container serves again (C04, C06).
+        raise BackendFatal(message[:300])
+    if status == 500 and "shared memory" in message:
+        status = 507  # a stub that cannot grow its shared memory is out of memory (C12)
+    elif status == 500 and message.startswith(UNPARSABLE):
+        status = 400  # Triton answers 500 to KServe v2 JSON it cannot parse (C11)
     return error_reply(status, raw)
+
+
+UNPARSABLE = ("Unable to parse", "failed to parse the request JSON buffer")
+
+
+def kserve_fault(document) -> str | None:
+    """Why a KServe v2 request is malformed (Triton would answer 500), or None."""
+    if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
+        return 'a KServe v2 request is a JSON object with an "inputs" list'
+    for i, tensor in enumerate(document["inputs"]):
+        if not isinstance(tensor, dict):
+            return f"inputs[{i}] is not an object"
+        for key, kind in (("name", str), ("datatype", str), ("shape", list)):
+            if not isinstance(tensor.get(key), kind):
+                return f'inputs[{i}] needs "{key}" ({kind.__name__})'
+        if not all(type(d) is int and d >= -1 for d in tensor["shape"]):
+            return f"inputs[{i}].shape must be whole numbers"
+        params = tensor.get("parameters", {})
+        if not isinstance(params, dict):
+            return f"inputs[{i}].parameters must be an object"
+        if ("data" in tensor) == ("binary_data_size" in params):
+            return f'inputs[{i}] needs exactly one of "data" and parameters.binary_data_size'
+    outputs = document.get("outputs", [])
+    if not isinstance(outputs, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+        return '"outputs" must be a list of objects with a "name"'
+    return None
+
+
+def _check_binary_header(body: bytes, size: int) -> None:
+    if size > len(body):
+        raise ClientFault(f"json-header-size={size} is larger than the body ({len(body)} bytes)")
+    try:
+        document = json.loads(body[:size])
+    except (ValueError, RecursionError):
+        raise ClientFault("the binary request's JSON header is not valid JSON") from None
+    fault = kserve_fault(document)
+    if fault:
+        raise ClientFault(f"malformed KServe v2 request: {fault}")
 
 
 def _native_answer(status: int, headers, raw: bytes) -> Reply:
@@ -377,17 +428,30 @@ def _json_header_size(content_type: str) -> int:
     raise ClientFault(f"Content-Type {BINARY_JSON} needs ;json-header-size=N")
 
 
-def _is_kserve_v2(body: bytes) -> bool:
-    """KServe v2 requests are JSON objects with an "inputs" list; anything else with
-    Content-Type application/json is a raw body for a model that takes them."""
+def _kserve_v2(body: bytes) -> dict | None:
+    """A KServe v2 request: a JSON object with an "inputs" list (parsed), else None; any
+    other application/json body is a raw body for a model that takes them."""
     head = body[:4096].lstrip()
     if not head.startswith(b"{") or b'"inputs"' not in body:
-        return False
+        return None
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):
-        return False
-    return isinstance(parsed, dict) and isinstance(parsed.get("inputs"), list)
+        return None
+    return parsed if isinstance(parsed, dict) and isinstance(parsed.get("inputs"), list) \
+        else None
+
+
+def _is_kserve_v2(body: bytes) -> bool:
+    return _kserve_v2(body) is not None
+
+
+def _json_document(body: bytes):
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise ClientFault("invalid JSON: a KServe v2 request is a JSON object with an "
+                          '"inputs" list') from None
 
 
 def _venv_site_packages() -> str:
