@@ -34,7 +34,8 @@ MAX_VALUE = 16.0
 
 # What one request may cost (README "Request limits"). Far above any sensible request for an
 # 8x8 digit classifier, far below what would exhaust a worker's memory or CPU.
-MAX_INSTANCES = 32768  # digits in one request: the classifier's max_batch_rows; a 6 MiB request holds ~24,500
+# Digits in one request: the classifier's max_batch_rows (a 6 MiB request holds ~24,500).
+MAX_INSTANCES = 32768
 MAX_VALUES = MAX_INSTANCES * N_FEATURES  # numbers in one request
 MAX_JSON_DEPTH = 8  # nesting of arrays and objects; the format needs 4
 MAX_NUMBER_CHARS = 40  # digits in one JSON number (a float64 needs 17)
