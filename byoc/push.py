@@ -21,7 +21,7 @@ from pathlib import Path
 
 from docker.errors import ImageNotFound
 
-from . import builder, config, dockerpush, launcher, registry, tags
+from . import builder, config, dockerpush, launcher, registry, sbom, tags
 from . import ecr as ecr_api
 from .console import Console
 from .errors import ByocError
@@ -279,8 +279,31 @@ def _push(reg: RegistryClient, dest: Destination, plan: tags.TagPlan, image,
     published = Published(f"{dest.uri_host}/{dest.repository}@{manifest.digest}",
                           manifest.digest, manifest.media_type, dest.endpoint.host,
                           dest.repository, plan.all, image.id, uploaded, round(seconds, 3))
-    record = Path(options.record or RECORD_DIR / f"{spec.repository}-{spec.variant}.json")
+    name = (options.repository or spec.repository).replace("/", "_")
+    record = Path(options.record or RECORD_DIR / f"{name}-{spec.variant}.json")
     _record(record, published)
     console.ok(f"image URI: {published.uri}")
     console.info(f"(for SageMaker CreateModel's PrimaryContainer.Image; recorded in {record})")
+    _attach_sbom(reg, dest, manifest, image.id, record, console)
     return published
+
+
+def _attach_sbom(reg: RegistryClient, dest: Destination, manifest, image_id: str,
+                 record: Path, console: Console) -> None:
+    """The image's SBOM beside the push record, and pushed with the image as an OCI
+    artifact where the registry takes one; a failure here is a warning, never a failed
+    push (the image is already there and verified)."""
+    try:
+        made, vulns = sbom.write_beside(image_id, record)
+        console.info(f"SBOM {made.path} ({made.components} components); known "
+                     f"vulnerabilities: {vulns.status}: {vulns.detail}")
+        body = reg.request("GET", f"/v2/{dest.repository}/manifests/{manifest.digest}",
+                           scope=f"repository:{dest.repository}:pull,push",
+                           headers={"Accept": manifest.media_type}).content
+        attached = sbom.push_sbom(reg, dest.repository, made, manifest.digest,
+                                  manifest.media_type, len(body))
+        console.info(f"SBOM pushed as {dest.ref}:{sbom.artifact_tag(manifest.digest)}"
+                     if attached else "the registry takes no OCI artifacts: the SBOM stays "
+                     "beside the push record")
+    except sbom.SbomError as exc:
+        console.warn(f"SBOM: {exc.message}")

