@@ -86,7 +86,7 @@ def make_model(out: Path, size: str = "heavy", seed: int = 0, samples: int = 6) 
     _samples(out / "samples", model, words, config, rng, samples)
     mar = _archive(files, out)
     repository = out / "triton"
-    shutil.copytree(SOURCES / "triton", repository)
+    shutil.copytree(SOURCES / "repository", repository)
     version = repository / NAME / "1"
     for name in (*MODEL_FILES, "classifier.json", "vocab.txt", "weights.pt"):
         shutil.copy2(files / name, version / name)

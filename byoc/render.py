@@ -139,7 +139,8 @@ def template_model(model: ModelSpec, layout: assemble.Layout, model_vars: dict) 
         public["hosted"] = {k: v for k, v in public["hosted"].items() if k != "info"}
     return {"name": model.name, "build": build, "stage_files": layout.has_stage_files,
             "artifact_copies": layout.artifact_copies, "samples": model.samples is not None,
-            "requirements": bool(layout.requirement_lines), **public}
+            "requirements": bool(layout.requirement_lines),
+            "runtime_requirements": [], **public}
 
 
 def _with_requirements_file(argv: list[str] | None, has_requirements: bool) -> list[str] | None:

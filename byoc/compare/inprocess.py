@@ -21,34 +21,27 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 import shutil
 import sys
 import tempfile
 import time
-import types
 import uuid
 from pathlib import Path
 
 from .. import REPO_ROOT
 from ..model import samples as samples_mod
 
-HOST_MODEL = REPO_ROOT / "triton_backends" / "torchserve_host" / "1" / "model.py"
+HOST_WORKER = REPO_ROOT / "triton_backends" / "torchserve_host" / "1" / "ts_host.py"
 WARMUP_S, WARMUP_MAX = 0.5, 20
 MIN_ITERATIONS, MAX_ITERATIONS = 30, 5000
 BUDGET_S, HARD_CAP_S = 1.5, 10.0  # per measurement: enough samples, bounded for big models
 
 
 def load_host():
-    """The Triton host's module, for its loader and framing. It imports Triton's
-    triton_python_backend_utils at the top, which exists only inside tritonserver; loading
-    uses nothing of it but Logger.log_info, so a stand-in with only that is given here."""
-    if "triton_python_backend_utils" not in sys.modules:
-        stand_in = types.ModuleType("triton_python_backend_utils")
-        stand_in.Logger = types.SimpleNamespace(log_info=logging.getLogger("host").info)
-        sys.modules["triton_python_backend_utils"] = stand_in
-    spec = importlib.util.spec_from_file_location("byoc_torchserve_host", HOST_MODEL)
+    """The Triton host's worker module (ts_host.py): TorchServe's loader and framing, with
+    nothing of Triton in it."""
+    spec = importlib.util.spec_from_file_location("byoc_torchserve_host", HOST_WORKER)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -59,19 +52,12 @@ class Loaded:
 
     def __init__(self, host, archive: Path, name: str, batch_size: int, gpu: bool,
                  scratch: Path):
-        repository = scratch / "repository" / name
-        (repository / "1").mkdir(parents=True)
-        shutil.copytree(archive, repository / "1" / "archive")
         self.host = host
         instance = f"compare-baseline-{uuid.uuid4().hex[:8]}"
         self.work = host.WORK_ROOT / f"{name}-{instance}"  # where the host copies it
-        self.model = host.TritonPythonModel()
-        self.model.initialize({
-            "model_config": json.dumps({"max_batch_size": batch_size}),
-            "model_repository": str(repository), "model_version": "1", "model_name": name,
-            "model_instance_name": instance,
-            "model_instance_kind": "GPU" if gpu else "CPU", "model_instance_device_id": "0"})
-        self.service = self.model.service
+        host.configure_logging()
+        self.service, _, _ = host.load(archive, self.work, name, 0 if gpu else None,
+                                       max(1, batch_size))
 
     def decode(self, payloads: list[dict]) -> list:
         """The frontend's frame of these requests, read back by TorchServe's decoder."""
@@ -84,8 +70,8 @@ class Loaded:
         return retrieve_msg(self.host._Frames(self.host.predict_frame(framed)))[1]
 
     def answer(self, payloads: list[dict]) -> list[tuple[int, str, dict, bytes]]:
-        batch = self.decode(payloads)
-        return self.host.read_answers(bytes(self.service.predict(batch)), len(payloads))
+        return self.host.answer(self.service, [(p["body"], p["content_type"], p["headers"])
+                                               for p in payloads])
 
     def handler(self):
         """The handler object of a class handler with the BaseHandler stages, else None."""

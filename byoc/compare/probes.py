@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
+
+from ..process import probe
 
 
 class DockerStatsProbe:
@@ -139,12 +140,14 @@ class GpuProbe:
         self._thread: threading.Thread | None = None
 
     def sample(self) -> tuple[float, float] | None:
-        # Not byoc.process.run: this is a poll twice a second whose failure means "no
-        # sample", never an error to raise, and it must not block past its timeout.
+        # A poll twice a second: a failure means "no sample", never an error to raise.
+        done = probe(self.QUERY, timeout_s=5)
+        if done is None:
+            return None
         try:
-            out = subprocess.run(self.QUERY, capture_output=True, text=True, timeout=5).stdout
-            rows = [[float(v) for v in line.split(",")] for line in out.strip().splitlines()]
-        except (OSError, ValueError, subprocess.TimeoutExpired):
+            rows = [[float(v) for v in line.split(",")]
+                    for line in done.stdout.strip().splitlines()]
+        except ValueError:
             return None
         if not rows:
             return None

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import math
 import re
+import secrets
 
 from .. import compat
 from ..errors import IncompatibleImage, UsageError
@@ -72,7 +73,7 @@ class Plan:
 def check_name(endpoint: str) -> str:
     if not _NAME.fullmatch(endpoint):
         raise UsageError(f"--endpoint {endpoint!r} is not a SageMaker endpoint name",
-                         "1-63 letters, digits and hyphens, starting with a letter or digit")
+                         "1-63 letters, numbers and hyphens, starting with a letter or number")
     return endpoint
 
 
@@ -80,7 +81,8 @@ def resource_names(endpoint: str, digest: str, now: dt.datetime | None = None) -
     """A model and an endpoint config per deploy (a new pair for each update, so the old
     one keeps serving until the new fleet is healthy), named after the endpoint."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    suffix = f"{digest.replace('sha256:', '')[:8]}-{now:%Y%m%d%H%M%S}"
+    # A deploy and an update within the same second must not collide: a random part too.
+    suffix = f"{digest.replace('sha256:', '')[:8]}-{now:%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
     base = endpoint[:63 - len(suffix) - 1]
     return f"{base}-{suffix}", f"{base}-{suffix}"
 

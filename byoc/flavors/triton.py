@@ -109,13 +109,16 @@ class TritonFlavor:
                 "kind": "KIND_GPU" if spec.variant == "gpu" else "KIND_CPU"}
         folder = layout.root / "stage" / REPOSITORY_DIR.lstrip("/") / name
         (folder / "1").mkdir(parents=True)
-        shutil.copy2(HOST_DIR / "1" / "model.py", folder / "1" / "model.py")
+        for part in ("model.py", "ts_host.py"):  # the Triton model, and the worker it runs
+            shutil.copy2(HOST_DIR / "1" / part, folder / "1" / part)
         template = _jinja().from_string((HOST_DIR / "config.pbtxt.j2").read_text())
         (folder / "config.pbtxt").write_text(template.render(host=host))
-        layout.requirement_lines += list(TORCHSERVE_PYTHON)
+        # The host's own packages: installed in the image, but not part of the archive's
+        # requirements (the archive stays the user's, byte for byte where it can).
         return {"kind": "torchserve-host", "default_model": name, "load": [name],
                 "raw_body": True, "hosted": {**stage, "host": host, "info": None},
-                "multi_model": True, "multi_model_reason": "one model"}
+                "multi_model": True, "multi_model_reason": "one model",
+                "runtime_requirements": list(TORCHSERVE_PYTHON)}
 
     def runtime_env(self, spec: ImageSpec, model_vars: dict) -> list[tuple[str, str]]:
         env = [("BYOC_TRITON_DEFAULT_MODEL", model_vars["default_model"]),

@@ -282,6 +282,8 @@ class Backend:
                 raise ClientFault(f"malformed KServe v2 request: {fault}")
             return Upstream(self.infer_path, {"Content-Type": "application/json"}, body,
                             _native_answer)
+        if self.model_config is None:  # not ready yet: what it takes is not known
+            raise ClientFault(f"{self.model} is not ready yet", status=503)
         if not self.raw_body:
             raise ClientFault(f"{self.model} takes KServe v2 requests only (its config has no "
                               f"{RAW_INPUT} input for raw bodies)", status=415,
