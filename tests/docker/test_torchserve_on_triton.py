@@ -7,6 +7,7 @@ through TorchServe's frontend on one side and the host on the other)."""
 
 from __future__ import annotations
 
+import sys
 import tarfile
 from pathlib import Path
 
@@ -45,6 +46,27 @@ def requests_of(sample_list: list[samples.Sample]) -> list[tuple[str, bytes, dic
     return found
 
 
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+
+
+def same_answers(mar: Path, sample_folder: Path, tag: str, torchserve_image: str) -> list:
+    """Build the .mar for Triton (and, unless given, for TorchServe), send both every
+    request, and return the answers where they differ (empty: identical)."""
+    hosted = describe.from_options(
+        describe.ModelOptions(mar=str(mar), samples=str(sample_folder)), Path("."), None)
+    triton_image = build_image("triton", model=hosted, tag=f"byoc-test/triton-mar:{tag}")
+    torchserve_image = torchserve_image or build_image(
+        "torchserve", model=hosted, tag=f"byoc-test/torchserve-mar:{tag}")
+    bodies = requests_of(samples.load(sample_folder))
+    on_torchserve = served(torchserve_image, bodies)
+    on_triton = served(triton_image, bodies)
+    statuses = sorted({answer[0] for answer in on_triton})
+    assert 200 in statuses and any(400 <= s < 500 for s in statuses), statuses
+    return [f"{name}: {a[:2]} {a[2][:80]!r} vs {b[:2]} {b[2][:80]!r}"
+            for (name, _, _), a, b in zip(bodies, on_torchserve, on_triton, strict=True)
+            if a != b]
+
+
 @pytest.fixture(scope="module")
 def digits_mar(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("digits-mar")
@@ -54,17 +76,21 @@ def digits_mar(tmp_path_factory) -> Path:
 
 
 def test_c07_digits_mar_answers_alike_on_torchserve_and_triton(digits_mar, torchserve_image):
-    example = example_model()
-    hosted = describe.from_options(
-        describe.ModelOptions(mar=str(digits_mar), samples=str(example.samples)),
-        Path("."), None)
-    triton_image = build_image("triton", model=hosted, tag="byoc-test/triton-mar:digits")
-    bodies = requests_of(samples.load(example.samples))
-    on_torchserve = served(torchserve_image, bodies)
-    on_triton = served(triton_image, bodies)
-    differences = [f"{name}: {a[:2]} {a[2][:80]!r} vs {b[:2]} {b[2][:80]!r}"
-                   for (name, _, _), a, b in zip(bodies, on_torchserve, on_triton, strict=True)
-                   if a != b]
+    differences = same_answers(digits_mar, example_model().samples, "digits", torchserve_image)
     assert not differences, "\n".join(differences)
-    statuses = sorted({answer[0] for answer in on_triton})
-    assert 200 in statuses and any(400 <= s < 500 for s in statuses), statuses
+
+
+def test_c07_transformers_mar_answers_alike_on_torchserve_and_triton(tmp_path_factory):
+    """A .mar whose handler needs transformers (declared in the archive's requirements),
+    built from seeded random weights (tests/fixtures/models/text_classifier)."""
+    sys.path.insert(0, str(MODELS))
+    try:
+        from text_classifier import build_model
+    finally:
+        sys.path.remove(str(MODELS))
+    folder = tmp_path_factory.mktemp("text-classifier")
+    weights = build_model.write_model(folder / "weights")
+    mar = build_model.archive(weights, folder)
+    sample_folder = build_model.write_samples(weights, folder / "samples")
+    differences = same_answers(mar, sample_folder, "textclf", None)
+    assert not differences, "\n".join(differences)
