@@ -521,7 +521,9 @@ def test_tritons_500_mapped_by_what_it_says(message, status):
 
 def test_c06_a_dead_python_stub_is_fatal():
     """Triton 2.51 never restarts a stub that died and keeps the model 'ready'."""
-    with pytest.raises(triton.BackendFatal, match="not healthy"):
+    from byoc_runtime.front import BackendFatal
+
+    with pytest.raises(BackendFatal, match="not healthy"):
         triton._native_answer(500, {}, b'{"error": "Stub process \'m_0_0\' is not healthy."}')
 
 
