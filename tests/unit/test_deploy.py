@@ -2,7 +2,7 @@
 read back with describe_* calls, and every refusal with nothing created before it.
 
 Image facts are given as the labels byoc's build writes (the Docker-backed test in
-tests/docker/test_deploy_cli.py reads them from real images)."""
+tests/docker/test_deploy_end_to_end.py reads them from real images)."""
 
 from __future__ import annotations
 
