@@ -82,10 +82,10 @@ def test_c07_digits_mar_answers_alike_on_torchserve_and_triton(digits_mar, torch
 
 def test_c07_transformers_mar_answers_alike_on_torchserve_and_triton(tmp_path_factory):
     """A .mar whose handler needs transformers (declared in the archive's requirements),
-    built from seeded random weights (tests/fixtures/models/text_classifier)."""
+    built from seeded random weights (tests/fixtures/models/bert_reviews)."""
     sys.path.insert(0, str(MODELS))
     try:
-        from text_classifier import build_model
+        from bert_reviews import build_model
     finally:
         sys.path.remove(str(MODELS))
     folder = tmp_path_factory.mktemp("text-classifier")

@@ -1,7 +1,7 @@
 """Issue 11: two models that are not digits, built, verified and pushed as a user does it.
 
 A: a TorchServe archive whose handler needs transformers, declared in the .mar's own
-requirements (tests/fixtures/models/text_classifier, random weights made here).
+requirements (tests/fixtures/models/bert_reviews, random weights made here).
 B: a Triton repository whose default model calls two others with BLS, one of them with
 two version folders (tests/fixtures/models/wordscore).
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "tests" / "fixtures" / "models"
 sys.path.insert(0, str(MODELS))
 
-from text_classifier import build_model  # noqa: E402
+from bert_reviews import build_model  # noqa: E402
 
 ROW = re.compile(r"^(C\d\d)\s+(PASS|FAIL|not checked|n/a)\s+(.*?)\s{2,}(.*?)\s*$")
 
