@@ -14,5 +14,16 @@ def moto_url():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    url = f"http://{host}:{port}"
+    reset_moto(url)
+    yield url
+    reset_moto(url)
     server.stop()
+
+
+def reset_moto(url: str) -> None:
+    """moto keeps its AWS state per process, not per server: without a reset, one test
+    module's repositories and endpoints are another's starting point."""
+    import requests
+
+    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()

@@ -163,15 +163,9 @@ class RuntimeStandIn:
 # -- fixtures ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    from moto.server import ThreadedMotoServer
-
+def moto(moto_url):
     install_update_endpoint()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    return moto_url
 
 
 @pytest.fixture(scope="module")
@@ -251,8 +245,10 @@ def role(aws_clients) -> str:
 @pytest.fixture(scope="module")
 def pushed(torchserve_image, cli, tmp_path_factory) -> dict:
     record = tmp_path_factory.mktemp("pushed") / "torchserve-cpu.json"
+    # A tag of its own: the content tag (version-variant-gitsha) may already name another
+    # build of this commit in the long-lived local registry, and it is immutable there.
     proc = cli("push", torchserve_image, "--skip-verify", "--no-moving-tags",
-               "--record", str(record))
+               "--content-tag", f"deploy-test-{uuid.uuid4().hex[:12]}", "--record", str(record))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(record.read_text())
     data["record"] = str(record)
@@ -419,7 +415,8 @@ def relabelled(image: str, labels: dict[str, str]):
 def pushed_copy(cli, tag: str, folder: Path) -> str:
     record = folder / f"{tag.split(':')[1]}.json"
     proc = cli("push", tag, "--flavor", "torchserve", "--variant", "cpu", "--skip-verify",
-               "--allow-incompatible", "--no-moving-tags", "--record", str(record))
+               "--allow-incompatible", "--no-moving-tags", "--content-tag",
+               f"deploy-test-{tag.split(':')[1]}", "--record", str(record))
     assert proc.returncode == 0, proc.stderr
     return str(record)
 

@@ -10,8 +10,6 @@ new fleet fails its health checks). Every UpdateEndpoint request is kept for ass
 
 from __future__ import annotations
 
-import logging
-
 import boto3
 import pytest
 from moto.core.responses import ActionResult
@@ -83,23 +81,16 @@ def install_update_endpoint() -> None:
 
 
 @pytest.fixture(scope="module", name="aws")
-def aws_server(monkeypatch_module):
+def aws_server(monkeypatch_module, moto_url):
     """moto on loopback for every AWS API deploy calls, credentials and region set."""
-    from moto.server import ThreadedMotoServer
-
     install_update_endpoint()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
+    url = moto_url
     for key, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION,
                        "AWS_DEFAULT_REGION": REGION, "AWS_MAX_ATTEMPTS": "1"}.items():
         monkeypatch_module.setenv(key, value)
     monkeypatch_module.delenv("AWS_PROFILE", raising=False)
     yield url
-    server.stop()
 
 
 @pytest.fixture(scope="module", name="monkeypatch_module")
