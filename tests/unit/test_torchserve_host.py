@@ -391,10 +391,19 @@ def test_request_headers_are_the_clients_plus_explain_and_url_path(probe):
     assert (headers["explain"], headers["url_path"]) == ("False", "")
 
 
-def test_no_headers_tensor_still_gives_explain_and_url_path(probe):
+def test_no_headers_tensor_still_gives_content_type_explain_and_url_path(probe):
     headers = probe.ask(headers=None)["headers"]
-    assert {k: v for k, v in headers.items() if k != "body"} == {"explain": "False",
-                                                                   "url_path": ""}
+    assert {k: v for k, v in headers.items() if k != "body"} == {
+        "Content-Type": "application/json", "explain": "False", "url_path": ""}
+
+
+def test_the_content_type_is_a_request_header_as_torchserve_passes_it(probe):
+    """The front sends Content-Type beside the headers, not in them; handlers that decode
+    bodies TorchServe left as bytes read it with get_request_header, as on TorchServe."""
+    headers = probe.ask(b"\xff", "text/plain", headers={"Accept": "*/*"})["headers"]
+    assert headers["Content-Type"] == "text/plain"
+    kept = probe.ask(b"{}", "application/json", headers={"content-type": "application/json"})
+    assert [k for k in kept["headers"] if k.lower() == "content-type"] == ["content-type"]
 
 
 def test_unreadable_headers_are_dropped_not_fatal(probe):

@@ -167,6 +167,11 @@ def answer(service, requests: list[tuple[bytes, str, dict]]) -> list[tuple]:
     framed = []
     for body, content_type, headers in requests:
         headers = {str(k): str(v) for k, v in dict(headers).items()}
+        # TorchServe's frontend passes every HTTP header, Content-Type included (the front
+        # sends it beside the headers): handlers read it to decode bodies TorchServe left
+        # as bytes.
+        if content_type and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = content_type
         # The TorchServe frontend adds these two to every request's headers.
         headers.setdefault("explain", "False")
         headers.setdefault("url_path", "")
