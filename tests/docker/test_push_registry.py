@@ -224,14 +224,18 @@ def assert_nothing_pushed(proc, record: Path, prefix: str, before: list[str] = (
 
 @pytest.fixture(scope="module")
 def broken_image():
-    """Labelled like a byoc CPU image (so the compatibility gate lets it through) but with
-    no server: `docker run IMAGE serve` fails, and so does the verify."""
+    """Labelled like a byoc CPU image (so the compatibility gate lets it through), with a
+    baked model folder (so verify has a model to mount) but no server: `docker run IMAGE
+    serve` fails, and so does the verify."""
     import io
+
+    from byoc.render import BAKED_MODEL_DIR
 
     dockerfile = ("FROM debian:bookworm-slim\nLABEL dev.byoc.flavor=torchserve "
                   "dev.byoc.variant=cpu dev.byoc.cuda=none dev.byoc.torch=2.13.0 "
                   "org.opencontainers.image.version=0.1.0 "
-                  "org.opencontainers.image.revision=0123456789ab\n")
+                  "org.opencontainers.image.revision=0123456789ab\n"
+                  f"RUN mkdir -p {BAKED_MODEL_DIR} && echo weights > {BAKED_MODEL_DIR}/model.pt\n")
     tag = "byoc-test/push-broken:latest"
     launcher.client().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     yield tag
