@@ -480,9 +480,17 @@ def test_binary_tensors_pass_with_their_header_size(repository):
     (b'{"inputs": [{"name": "P", "shape": [1], "datatype": "FP32"}]}', 'one of "data"'),
     (b'{"inputs": [7]}', "not an object"),
     (b'{"inputs": [], "outputs": [{"nom": "x"}]}', '"outputs"'),
+    (b'{"inputs": [{"name": "P", "shape": [-1], "datatype": "FP32", "data": [0]}]}',
+     "none negative"),
+    # Triton 2.51 sizes its buffer from the shape first: this one ended it in bad_alloc.
+    (b'{"inputs": [{"name": "P", "shape": [1000000000000], "datatype": "FP32", '
+     b'"data": [1.0]}]}', "more elements than the request has bytes"),
+    (b'{"inputs": [{"name": "P", "shape": [4096, 4096, 4096], "datatype": "BOOL", '
+     b'"data": [true]}]}', "more elements"),
 ])
 def test_c11_malformed_kserve_v2_is_400_before_triton(repository, body, fault):
-    """Triton answers 500 to KServe v2 JSON it cannot parse; the adapter refuses it first."""
+    """Triton answers 500 to KServe v2 JSON it cannot parse, and aborts on a shape it cannot
+    allocate; the adapter refuses both first."""
     backend = make({})
     backend.model_config = TENSOR_CONFIG
     with pytest.raises(triton.ClientFault) as caught:

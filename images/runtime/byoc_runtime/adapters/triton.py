@@ -289,7 +289,7 @@ class Backend:
         if document is None and kind == "application/json" and not self.raw_body:
             document = _json_document(body)  # JSON for a KServe-only model is KServe v2
         if document is not None:
-            fault = kserve_fault(document)
+            fault = kserve_fault(document, len(body))
             if fault:
                 raise ClientFault(f"malformed KServe v2 request: {fault}")
             return Upstream(self.infer_path, {"Content-Type": "application/json"}, body,

@@ -32,8 +32,11 @@ def _server_error(status: int, raw: bytes) -> Reply:
 UNPARSABLE = ("Unable to parse", "failed to parse the request JSON buffer")
 
 
-def kserve_fault(document) -> str | None:
-    """Why a KServe v2 request is malformed (Triton would answer 500), or None."""
+def kserve_fault(document, body_bytes: int) -> str | None:
+    """Why a KServe v2 request is malformed (Triton would answer 500, or abort), or None.
+    body_bytes: the request's size; no tensor may claim more elements than it has bytes
+    (Triton 2.51 sizes its buffers from the shape first: a shape of 10**12 elements ends
+    the server in std::bad_alloc)."""
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
         return 'a KServe v2 request is a JSON object with an "inputs" list'
     for i, tensor in enumerate(document["inputs"]):
@@ -42,8 +45,14 @@ def kserve_fault(document) -> str | None:
         for key, kind in (("name", str), ("datatype", str), ("shape", list)):
             if not isinstance(tensor.get(key), kind):
                 return f'inputs[{i}] needs "{key}" ({kind.__name__})'
-        if not all(type(d) is int and d >= -1 for d in tensor["shape"]):
-            return f"inputs[{i}].shape must be whole numbers"
+        if not all(type(d) is int and d >= 0 for d in tensor["shape"]):
+            return f"inputs[{i}].shape must be whole numbers, none negative"
+        elements = 1
+        for d in tensor["shape"]:
+            elements *= d
+            if elements > body_bytes:
+                return (f"inputs[{i}].shape {tensor['shape'][:8]} claims more elements than "
+                        f"the request has bytes ({body_bytes})")
         params = tensor.get("parameters", {})
         if not isinstance(params, dict):
             return f"inputs[{i}].parameters must be an object"
@@ -63,7 +72,7 @@ def _check_binary_header(body: bytes, size: int) -> None:
         document = json.loads(body[:size])
     except (ValueError, RecursionError):
         raise ClientFault("the binary request's JSON header is not valid JSON") from None
-    fault = kserve_fault(document)
+    fault = kserve_fault(document, len(body))
     if fault:
         raise ClientFault(f"malformed KServe v2 request: {fault}")
 
