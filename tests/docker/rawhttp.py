@@ -164,6 +164,13 @@ def memory_now(container_id: str) -> int:
     return usage - cache
 
 
+def memory_usage(container_id: str) -> int:
+    """Bytes the container uses now, page cache included: what its cgroup's peak counts,
+    so the two compare like with like."""
+    return int(_cgroup_file(container_id, "memory.usage_in_bytes",
+                            "memory.current").read_text())
+
+
 def reset_peak(container_id: str) -> None:
     """Start the peak over (cgroup v1: write 0; v2 kernels from 6.12 take a write too)."""
     path = _cgroup_file(container_id, "memory.max_usage_in_bytes", "memory.peak")
