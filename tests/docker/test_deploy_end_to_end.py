@@ -30,6 +30,7 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
+import throwaway_registry
 
 from byoc import launcher, localregistry
 
@@ -177,21 +178,9 @@ def registry_port(tmp_path_factory):
             timeout=5).status_code == 200:
         yield localregistry.DEFAULT_PORT
         return
-    if not Path(localregistry.BINARY).exists():
-        message = f"{localregistry.BINARY} missing: `make setup` installs docker-registry"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = localregistry.start(tmp_path_factory.mktemp("registry"), port, {"AWS": PASSWORD})
-    try:
+    assert throwaway_registry.PASSWORD == PASSWORD  # both moto's ECR password for ACCOUNT
+    with throwaway_registry.running(tmp_path_factory.mktemp("registry")) as port:
         yield port
-    finally:
-        localregistry.stop_process(proc.pid)
 
 
 @pytest.fixture(scope="module")
