@@ -156,8 +156,7 @@ def _cgroup_file(container_id: str, v1: str, v2: str) -> Path:
 
 def memory_now(container_id: str) -> int:
     """Bytes the container uses now, less its page cache (what `docker stats` shows)."""
-    usage = int(_cgroup_file(container_id, "memory.usage_in_bytes",
-                             "memory.current").read_text())
+    usage = memory_usage(container_id)
     stat = _cgroup_file(container_id, "memory.stat", "memory.stat").read_text().split()
     fields = dict(zip(stat[::2], stat[1::2], strict=False))
     cache = int(fields.get("total_inactive_file", fields.get("inactive_file", 0)))
